@@ -1,0 +1,119 @@
+// Package bus is Plenary's thin layer over NATS JetStream: connecting, creating
+// the streams, publishing with Nats-Msg-Id, and a consume loop that turns a
+// handler's error into ack, nak-with-backoff or term-and-dead-letter.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/plenaryhq/plenary/pkg/events"
+)
+
+// Bus is a connection to NATS with its JetStream context.
+type Bus struct {
+	NC  *nats.Conn
+	JS  jetstream.JetStream
+	log *slog.Logger
+}
+
+// Connect dials url and keeps reconnecting for ever once connected. If NATS
+// cannot be reached within wait, it returns an error that says so.
+func Connect(ctx context.Context, url, name string, wait time.Duration, log *slog.Logger) (*Bus, error) {
+	if wait <= 0 {
+		wait = 10 * time.Second
+	}
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500 * time.Millisecond),
+		nats.Timeout(2 * time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }),
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		nc, err := nats.Connect(url, opts...)
+		if err == nil {
+			js, err := jetstream.New(nc)
+			if err != nil {
+				nc.Close()
+				return nil, fmt.Errorf("bus: jetstream: %w", err)
+			}
+			return &Bus{NC: nc, JS: js, log: log}, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("bus: cannot reach NATS at %s after %s (is it running? set NATS_URL): %w", url, wait, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// EnsureStreams creates or updates the named streams from events.Streams.
+func (b *Bus) EnsureStreams(ctx context.Context, replicas int, names ...string) error {
+	defs := events.Streams(replicas)
+	for _, name := range names {
+		cfg, ok := defs[name]
+		if !ok {
+			return fmt.Errorf("bus: unknown stream %q", name)
+		}
+		if _, err := b.JS.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("bus: ensure stream %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// Publish sends body to subject with Nats-Msg-Id = msgID and waits for the
+// stream's ack. A repeat of msgID within the duplicate window is dropped by
+// the server and reported as success.
+func (b *Bus) Publish(ctx context.Context, subject, msgID string, body []byte) error {
+	return b.publishMsg(ctx, &nats.Msg{Subject: subject, Data: body}, msgID)
+}
+
+func (b *Bus) publishMsg(ctx context.Context, msg *nats.Msg, msgID string) error {
+	subject := msg.Subject
+	if _, err := b.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID)); err != nil {
+		return fmt.Errorf("bus: publish %s msg_id[%s]: %w", subject, msgID, err)
+	}
+	return nil
+}
+
+// PublishEvent publishes an envelope on the subject named by its type.
+func (b *Bus) PublishEvent(ctx context.Context, env events.Envelope) error {
+	body, err := env.Marshal()
+	if err != nil {
+		return err
+	}
+	return b.Publish(ctx, env.Type, env.ID, body)
+}
+
+// Ready reports whether the connection is up and JetStream answers.
+func (b *Bus) Ready(ctx context.Context) error {
+	if !b.NC.IsConnected() {
+		return errors.New("nats: not connected")
+	}
+	if _, err := b.JS.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("nats: jetstream: %w", err)
+	}
+	return nil
+}
+
+// Close flushes and closes the connection.
+func (b *Bus) Close() {
+	_ = b.NC.Drain()
+}

@@ -1,0 +1,230 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/plenaryhq/plenary/pkg/events"
+)
+
+// Delivery is one message handed to a Handler.
+type Delivery struct {
+	Envelope events.Envelope
+	Subject  string
+	Header   nats.Header
+	// Attempt counts deliveries of this message, from 1.
+	Attempt int
+	// LastAttempt is true when a temporary failure now will not be retried.
+	LastAttempt bool
+}
+
+// Handler processes one delivery. It returns nil when done (the message is
+// acked), a Permanent error when the message can never succeed (it is
+// terminated and copied to the DLQ), and any other error to have it retried
+// with backoff. Every handler must tolerate seeing a message twice.
+type Handler func(ctx context.Context, d Delivery) error
+
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as one that retrying will not fix.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+// IsPermanent reports whether err was marked with Permanent.
+func IsPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
+}
+
+// ConsumerConfig describes a durable pull consumer and how to run it.
+type ConsumerConfig struct {
+	Stream         string
+	Durable        string
+	FilterSubjects []string
+	// Workers is the number of messages handled at once (default 1).
+	Workers int
+	// MaxDeliver bounds deliveries of one message (default 10).
+	MaxDeliver int
+	// AckWait is how long a delivery may take before it is redelivered
+	// (default 30s).
+	AckWait time.Duration
+	// Backoff returns the delay before retry number attempt (from 1) after a
+	// temporary failure; default: 1s doubling, at most 1 minute.
+	Backoff func(attempt int) time.Duration
+}
+
+// DefaultBackoff waits 1s, 2s, 4s … up to a minute.
+func DefaultBackoff(attempt int) time.Duration {
+	if attempt < 1 {
+		attempt = 1
+	}
+	d := time.Second << min(attempt-1, 6)
+	return min(d, time.Minute)
+}
+
+func (c *ConsumerConfig) defaults() {
+	if c.Workers <= 0 {
+		c.Workers = 1
+	}
+	if c.MaxDeliver <= 0 {
+		c.MaxDeliver = 10
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.Backoff == nil {
+		c.Backoff = DefaultBackoff
+	}
+}
+
+// Consume runs handler on the durable consumer until ctx ends, then stops
+// pulling and waits for the deliveries in flight to finish (their acks still
+// go out, so nothing is left to the ack timeout).
+func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, handler Handler) error {
+	cfg.defaults()
+	cons, err := b.JS.CreateOrUpdateConsumer(ctx, cfg.Stream, jetstream.ConsumerConfig{
+		Durable:        cfg.Durable,
+		FilterSubjects: cfg.FilterSubjects,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        cfg.AckWait,
+		MaxDeliver:     cfg.MaxDeliver,
+		MaxAckPending:  max(cfg.Workers*4, 64),
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("bus: consumer %s/%s: %w", cfg.Stream, cfg.Durable, err)
+	}
+	iter, err := cons.Messages(jetstream.PullMaxMessages(cfg.Workers * 2))
+	if err != nil {
+		return fmt.Errorf("bus: consume %s/%s: %w", cfg.Stream, cfg.Durable, err)
+	}
+	go func() {
+		<-ctx.Done()
+		iter.Stop()
+	}()
+
+	// In-flight deliveries finish with a context of their own: a shutdown
+	// must not turn a half-sent email into a retry.
+	work := context.WithoutCancel(ctx)
+	sem := make(chan struct{}, cfg.Workers)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		msg, err := iter.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+				return nil
+			}
+			b.log.Warn("consume: next", "stream", cfg.Stream, "consumer", cfg.Durable, "err", err)
+			continue
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			b.handle(work, cfg, handler, msg)
+		}()
+	}
+}
+
+func (b *Bus) handle(ctx context.Context, cfg ConsumerConfig, handler Handler, msg jetstream.Msg) {
+	attempt := 1
+	if md, err := msg.Metadata(); err == nil {
+		attempt = int(md.NumDelivered)
+	}
+	log := b.log.With("stream", cfg.Stream, "consumer", cfg.Durable, "subject", msg.Subject(), "attempt", attempt)
+
+	env, err := events.Parse(msg.Data())
+	if err == nil {
+		log = log.With("msg_id", env.ID)
+		err = safeHandle(ctx, handler, Delivery{
+			Envelope:    env,
+			Subject:     msg.Subject(),
+			Header:      msg.Headers(),
+			Attempt:     attempt,
+			LastAttempt: attempt >= cfg.MaxDeliver,
+		})
+	} else {
+		err = Permanent(err)
+	}
+
+	switch {
+	case err == nil:
+		if err := msg.Ack(); err != nil {
+			log.Warn("ack failed; the message will be redelivered", "err", err)
+		}
+	case IsPermanent(err) || attempt >= cfg.MaxDeliver:
+		reason := err.Error()
+		if !IsPermanent(err) {
+			reason = fmt.Sprintf("gave up after %d deliveries: %s", attempt, reason)
+		}
+		log.Error("message dead-lettered", "reason", reason)
+		if dlqErr := b.deadLetter(ctx, cfg, msg, reason); dlqErr != nil {
+			// Leave it unacked: it comes back after AckWait and we try again.
+			log.Error("dead-letter failed", "err", dlqErr)
+			return
+		}
+		_ = msg.TermWithReason(truncate(reason, 200))
+	default:
+		delay := cfg.Backoff(attempt)
+		log.Warn("handler failed; retrying", "err", err, "delay", delay)
+		_ = msg.NakWithDelay(delay)
+	}
+}
+
+func safeHandle(ctx context.Context, h Handler, d Delivery) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("handler panic: %v", r)
+		}
+	}()
+	return h(ctx, d)
+}
+
+// DLQ headers record where a dead letter came from and why.
+const (
+	HeaderReason   = "Plenary-Dlq-Reason"
+	HeaderStream   = "Plenary-Dlq-Stream"
+	HeaderConsumer = "Plenary-Dlq-Consumer"
+	HeaderSubject  = "Plenary-Dlq-Subject"
+)
+
+func (b *Bus) deadLetter(ctx context.Context, cfg ConsumerConfig, msg jetstream.Msg, reason string) error {
+	hdr := nats.Header{}
+	for k, v := range msg.Headers() {
+		if k != jetstream.MsgIDHeader {
+			hdr[k] = v
+		}
+	}
+	hdr.Set(HeaderReason, truncate(reason, 1000))
+	hdr.Set(HeaderStream, cfg.Stream)
+	hdr.Set(HeaderConsumer, cfg.Durable)
+	hdr.Set(HeaderSubject, msg.Subject())
+	id := cfg.Durable + ":" + msg.Subject()
+	if md, err := msg.Metadata(); err == nil {
+		id = fmt.Sprintf("%s:%s:%d", cfg.Stream, cfg.Durable, md.Sequence.Stream)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return b.publishMsg(ctx, &nats.Msg{Subject: events.DLQSubject(cfg.Stream, cfg.Durable), Data: msg.Data(), Header: hdr}, id)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

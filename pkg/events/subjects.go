@@ -1,0 +1,90 @@
+package events
+
+import (
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Event types. Each is also the NATS subject its envelope is published on.
+const (
+	EventCreated = "registration.v1.event.created"
+	EventUpdated = "registration.v1.event.updated"
+
+	RegistrationReceived         = "registration.v1.registration.received"
+	RegistrationConfirmed        = "registration.v1.registration.confirmed"
+	RegistrationWaitlisted       = "registration.v1.registration.waitlisted"
+	RegistrationPending          = "registration.v1.registration.pending"
+	RegistrationRejected         = "registration.v1.registration.rejected"
+	RegistrationCancelled        = "registration.v1.registration.cancelled"
+	RegistrationPromoted         = "registration.v1.registration.promoted"
+	RegistrationUpdated          = "registration.v1.registration.updated"
+	RegistrationDuplicateAttempt = "registration.v1.registration.duplicate_attempt"
+	RegistrationLinkRequested    = "registration.v1.registration.link_requested"
+	RegistrationErased           = "registration.v1.registration.erased"
+	AttendanceJoined             = "registration.v1.attendance.joined"
+
+	AgendaReleasePublished = "agenda.v1.release.published"
+
+	MailSend           = "mail.v1.send"
+	MailStatusSent     = "mail.v1.status.sent"
+	MailStatusDeferred = "mail.v1.status.deferred"
+	MailStatusFailed   = "mail.v1.status.failed"
+)
+
+// Subject filters for consumers.
+const (
+	AllEvents        = "registration.v1.event.>"
+	AllRegistrations = "registration.v1.registration.>"
+	AllMailStatus    = "mail.v1.status.>"
+)
+
+// Stream names.
+const (
+	StreamRegistration = "REGISTRATION"
+	StreamAgenda       = "AGENDA"
+	StreamMail         = "MAIL"
+	StreamMailStatus   = "MAIL_STATUS"
+	StreamDLQ          = "DLQ"
+)
+
+// DLQSubject is where a consumer's poison messages go: dlq.<stream>.<consumer>.
+func DLQSubject(stream, consumer string) string {
+	return "dlq." + stream + "." + consumer
+}
+
+const retention = 30 * 24 * time.Hour
+
+// DuplicateWindow is how long NATS remembers a Nats-Msg-Id. It bounds how late
+// a replayed publish (outbox relay, redelivered handler) is still dropped.
+const DuplicateWindow = 10 * time.Minute
+
+// Streams returns the stream definitions, keyed by name. replicas is 1 for a
+// single server and 3 for a cluster.
+func Streams(replicas int) map[string]jetstream.StreamConfig {
+	if replicas < 1 {
+		replicas = 1
+	}
+	limits := func(name, subject, desc string) jetstream.StreamConfig {
+		return jetstream.StreamConfig{
+			Name:        name,
+			Description: desc,
+			Subjects:    []string{subject},
+			Retention:   jetstream.LimitsPolicy,
+			MaxAge:      retention,
+			Storage:     jetstream.FileStorage,
+			Replicas:    replicas,
+			Duplicates:  DuplicateWindow,
+		}
+	}
+	mail := limits(StreamMail, MailSend, "one message = one email to send")
+	mail.Retention = jetstream.WorkQueuePolicy
+	mail.MaxAge = 0
+	return map[string]jetstream.StreamConfig{
+		StreamRegistration: limits(StreamRegistration, "registration.v1.>", "events and registrations"),
+		StreamAgenda:       limits(StreamAgenda, "agenda.v1.>", "agenda releases"),
+		StreamMail:         mail,
+		StreamMailStatus:   limits(StreamMailStatus, AllMailStatus, "sent / deferred / failed"),
+		StreamDLQ:          limits(StreamDLQ, "dlq.>", "poison messages with reason"),
+	}
+}

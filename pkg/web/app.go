@@ -1,0 +1,183 @@
+package web
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/gofiber/fiber/v2/middleware/helmet"
+	"github.com/gofiber/fiber/v2/middleware/recover"
+	"github.com/gofiber/fiber/v2/middleware/requestid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// BodyLimit is the largest request body accepted; larger ones get 413.
+const BodyLimit = 64 << 10
+
+// Config configures a service's Fiber app.
+type Config struct {
+	Service string
+	Log     *slog.Logger
+	// Metrics is the service's registry; New adds HTTP and Go metrics to it.
+	Metrics *prometheus.Registry
+	// Ready checks dependencies for /readyz, by name.
+	Ready map[string]func(context.Context) error
+}
+
+// New returns a Fiber app with Plenary's defaults and the /healthz, /readyz
+// and /metrics routes. Add the service's routes to it.
+func New(cfg Config) *fiber.App {
+	app := fiber.New(fiber.Config{
+		AppName:               cfg.Service,
+		BodyLimit:             BodyLimit,
+		DisableStartupMessage: true,
+		ReadTimeout:           30 * time.Second,
+		WriteTimeout:          30 * time.Second,
+		IdleTimeout:           2 * time.Minute,
+		ErrorHandler:          errorHandler(cfg.Log),
+	})
+	httpReqs := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "http_request_duration_seconds",
+		Help:    "HTTP requests by route, method and status.",
+		Buckets: prometheus.DefBuckets,
+	}, []string{"route", "method", "status"})
+	cfg.Metrics.MustRegister(httpReqs,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	app.Use(recover.New(recover.Config{EnableStackTrace: true, StackTraceHandler: func(c *fiber.Ctx, e any) {
+		cfg.Log.Error("panic in handler", "request_id", requestID(c), "panic", e)
+	}}))
+	app.Use(requestid.New())
+	app.Use(helmet.New(helmet.Config{ReferrerPolicy: "no-referrer", CrossOriginEmbedderPolicy: "unsafe-none"}))
+	app.Use(accessLog(cfg.Log, httpReqs))
+
+	app.Get("/healthz", func(c *fiber.Ctx) error {
+		return c.JSON(fiber.Map{"status": "ok"})
+	})
+	app.Get("/readyz", func(c *fiber.Ctx) error {
+		ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
+		defer cancel()
+		checks := fiber.Map{}
+		ok := true
+		for name, check := range cfg.Ready {
+			if err := check(ctx); err != nil {
+				checks[name] = err.Error()
+				ok = false
+				continue
+			}
+			checks[name] = "ok"
+		}
+		status := http.StatusOK
+		if !ok {
+			status = http.StatusServiceUnavailable
+		}
+		return c.Status(status).JSON(fiber.Map{"ready": ok, "checks": checks})
+	})
+	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(cfg.Metrics, promhttp.HandlerOpts{})))
+	return app
+}
+
+// accessLog logs one line per request with the route pattern, never the raw
+// path: paths carry participant tokens.
+func accessLog(log *slog.Logger, hist *prometheus.HistogramVec) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		start := time.Now()
+		err := c.Next()
+		status := c.Response().StatusCode()
+		if err != nil {
+			if p, ok := AsProblem(err); ok {
+				status = p.Status
+			} else if fe := (*fiber.Error)(nil); errors.As(err, &fe) {
+				status = fe.Code
+			} else {
+				status = http.StatusInternalServerError
+			}
+		}
+		route := c.Route().Path
+		elapsed := time.Since(start)
+		hist.WithLabelValues(route, c.Method(), strconv.Itoa(status)).Observe(elapsed.Seconds())
+		if route == "/healthz" || route == "/readyz" || route == "/metrics" {
+			return err
+		}
+		log.Info("http", "method", c.Method(), "route", route, "status", status,
+			"duration_ms", float64(elapsed.Microseconds())/1000, "request_id", requestID(c))
+		return err
+	}
+}
+
+func requestID(c *fiber.Ctx) string {
+	if id, ok := c.Locals(requestid.ConfigDefault.ContextKey).(string); ok {
+		return id
+	}
+	return ""
+}
+
+func errorHandler(log *slog.Logger) fiber.ErrorHandler {
+	return func(c *fiber.Ctx, err error) error {
+		p, ok := AsProblem(err)
+		if !ok {
+			var fe *fiber.Error
+			if errors.As(err, &fe) {
+				p = Problem(fe.Code, strings.ReplaceAll(strings.ToLower(http.StatusText(fe.Code)), " ", "_"), fe.Message)
+			} else {
+				log.Error("request failed", "route", c.Route().Path, "request_id", requestID(c), "err", err)
+				p = Problem(http.StatusInternalServerError, "internal", "something went wrong on our side; try again later (request id "+requestID(c)+")")
+			}
+		}
+		c.Set(fiber.HeaderContentType, "application/problem+json")
+		return c.Status(p.Status).JSON(p)
+	}
+}
+
+// Bearer requires an Authorization: Bearer header carrying one of tokens,
+// compared in constant time.
+func Bearer(tokens []string) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		got, ok := strings.CutPrefix(c.Get(fiber.HeaderAuthorization), "Bearer ")
+		if ok && got != "" {
+			match := 0
+			for _, t := range tokens {
+				if t != "" {
+					match |= subtle.ConstantTimeCompare([]byte(got), []byte(t))
+				}
+			}
+			if match == 1 {
+				return c.Next()
+			}
+		}
+		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="plenary"`)
+		return Problem(http.StatusUnauthorized, "unauthorized", "this route needs an organizer token: Authorization: Bearer <token>")
+	}
+}
+
+// Serve serves app on ln until ctx ends, then shuts down, giving requests in
+// flight up to 10 seconds.
+func Serve(ctx context.Context, app *fiber.App, ln net.Listener) error {
+	errc := make(chan error, 1)
+	go func() { errc <- app.Listener(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		if err := app.ShutdownWithTimeout(10 * time.Second); err != nil {
+			return err
+		}
+		return <-errc
+	}
+}
+
+// Listen returns a TCP listener on addr.
+func Listen(addr string) (net.Listener, error) {
+	return net.Listen("tcp", addr)
+}

@@ -1,0 +1,7 @@
+module github.com/plenaryhq/plenary/services/agenda
+
+go 1.26.0
+
+require github.com/plenaryhq/plenary/pkg v0.0.0
+
+replace github.com/plenaryhq/plenary/pkg => ../../pkg
