@@ -107,15 +107,9 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, handler Handler) 
 	if err != nil {
 		return fmt.Errorf("bus: consumer %s/%s: %w", cfg.Stream, cfg.Durable, err)
 	}
-	iter, err := cons.Messages(jetstream.PullMaxMessages(cfg.Workers * 2))
-	if err != nil {
-		return fmt.Errorf("bus: consume %s/%s: %w", cfg.Stream, cfg.Durable, err)
-	}
-	go func() {
-		<-ctx.Done()
-		iter.Stop()
-	}()
 
+	// Pull only as many messages as there are idle workers, so nothing sits
+	// in a client-side buffer at shutdown waiting for its ack timeout.
 	// In-flight deliveries finish with a context of their own: a shutdown
 	// must not turn a half-sent email into a retry.
 	work := context.WithoutCancel(ctx)
@@ -123,21 +117,64 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, handler Handler) 
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
-		msg, err := iter.Next()
-		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
-				return nil
-			}
-			b.log.Warn("consume: next", "stream", cfg.Stream, "consumer", cfg.Durable, "err", err)
-			continue
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return nil
 		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			b.handle(work, cfg, handler, msg)
-		}()
+		idle := 1
+	claim:
+		for idle < cfg.Workers {
+			select {
+			case sem <- struct{}{}:
+				idle++
+			default:
+				break claim
+			}
+		}
+		msgs, err := pull(cons, idle)
+		got := len(msgs)
+		for _, msg := range msgs {
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				b.handle(work, cfg, handler, msg)
+			}()
+		}
+		for range idle - got {
+			<-sem
+		}
+		if err != nil && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
+			b.log.Warn("consume: fetch", "stream", cfg.Stream, "consumer", cfg.Durable, "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
 	}
+}
+
+// pull takes up to n messages that are ready now or, when none are, waits up
+// to half a second for the next one.
+func pull(cons jetstream.Consumer, n int) ([]jetstream.Msg, error) {
+	collect := func(batch jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
+		if err != nil {
+			return nil, err
+		}
+		var msgs []jetstream.Msg
+		for msg := range batch.Messages() {
+			msgs = append(msgs, msg)
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return msgs, err
+		}
+		return msgs, nil
+	}
+	msgs, err := collect(cons.FetchNoWait(n))
+	if len(msgs) > 0 || err != nil {
+		return msgs, err
+	}
+	return collect(cons.Fetch(1, jetstream.FetchMaxWait(500*time.Millisecond)))
 }
 
 func (b *Bus) handle(ctx context.Context, cfg ConsumerConfig, handler Handler, msg jetstream.Msg) {

@@ -47,6 +47,7 @@ type SMTPServer struct {
 	mu    sync.Mutex
 	fault func() Fault
 	delay time.Duration
+	conns int
 }
 
 // StartSMTP listens on addr ("127.0.0.1:0" for a free port) and calls deliver
@@ -61,6 +62,9 @@ func StartSMTP(addr string, deliver func(Message) error) (*SMTPServer, error) {
 	}
 	s := &SMTPServer{Addr: ln.Addr().String(), deliver: deliver}
 	s.srv = smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) {
+		s.mu.Lock()
+		s.conns++
+		s.mu.Unlock()
 		return &session{s: s}, nil
 	}))
 	s.srv.Domain = "localhost"
@@ -85,6 +89,13 @@ func (s *SMTPServer) SetDelay(d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.delay = d
+}
+
+// Connections counts the SMTP connections opened so far.
+func (s *SMTPServer) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns
 }
 
 // Close stops the server and closes open connections.

@@ -68,6 +68,9 @@ func (s *SMTPSink) FailPermanently(on bool) { s.failPerm.Store(on) }
 // SetDelay makes every message take d before it is answered.
 func (s *SMTPSink) SetDelay(d time.Duration) { s.srv.SetDelay(d) }
 
+// Connections counts the SMTP connections opened to the sink.
+func (s *SMTPSink) Connections() int { return s.srv.Connections() }
+
 // Attempts counts DATA commands received, accepted or not.
 func (s *SMTPSink) Attempts() int { return int(s.attempts.Load()) }
 

@@ -1,0 +1,291 @@
+package mailer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/plenaryhq/plenary/pkg/bus"
+	"github.com/plenaryhq/plenary/pkg/events"
+	"github.com/plenaryhq/plenary/pkg/service"
+	"github.com/plenaryhq/plenary/pkg/testkit"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+type harness struct {
+	t    *testing.T
+	nats *testkit.NATS
+	smtp *testkit.SMTPSink
+	bus  *bus.Bus
+	cfg  Config
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	h := &harness{t: t, nats: testkit.StartNATS(t), smtp: testkit.StartSMTP(t)}
+	h.cfg = Config{
+		Common: service.Common{
+			MongoURI:      testkit.MongoURI(t),
+			MongoDatabase: testkit.DatabaseName(t),
+			NATSURL:       h.nats.URL,
+			ConnectWait:   5 * time.Second,
+		},
+		SMTP:       SMTPConfig{Addr: h.smtp.Addr, TLS: "none", From: "Plenary <no-reply@example.org>", Timeout: 5 * time.Second},
+		Workers:    2,
+		MaxDeliver: 3,
+	}
+	b, err := bus.Connect(context.Background(), h.nats.URL, "test", 5*time.Second, testkit.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	if err := b.EnsureStreams(context.Background(), 1, events.StreamMail, events.StreamMailStatus, events.StreamDLQ); err != nil {
+		t.Fatal(err)
+	}
+	h.bus = b
+	return h
+}
+
+// start runs the mailer until the returned stop function is called.
+func (h *harness) start() (stop func()) {
+	h.t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	cfg := h.cfg
+	cfg.Listener = ln
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg, testkit.Logger(h.t)) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				h.t.Errorf("mailer Run: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			h.t.Error("mailer did not stop within 20s")
+		}
+	}
+	h.t.Cleanup(stop)
+	return stop
+}
+
+func (h *harness) queue(n int) []string {
+	h.t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("test.job.%d", i)
+		env, err := events.NewWithID(ids[i], "test", events.MailSend, "reg", events.MailJob{
+			ID: ids[i], Kind: "confirmation", To: fmt.Sprintf("p%d@example.org", i), ToName: "Participant",
+			Subject: "Subject " + ids[i], Text: "text " + ids[i], HTML: "<p>html " + ids[i] + "</p>",
+		})
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		if err := h.bus.PublishEvent(context.Background(), env); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	return ids
+}
+
+// statuses returns the statuses published so far, by job id, in order.
+func (h *harness) statuses() map[string][]string {
+	h.t.Helper()
+	ctx := context.Background()
+	stream, err := h.bus.JS.Stream(ctx, events.StreamMailStatus)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for range stream.CachedInfo().State.Msgs {
+		msg, err := cons.Next(jetstream.FetchMaxWait(2 * time.Second))
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		env, err := events.Parse(msg.Data())
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		var st events.MailStatus
+		if err := env.Decode(&st); err != nil {
+			h.t.Fatal(err)
+		}
+		out[st.JobID] = append(out[st.JobID], st.Status)
+	}
+	return out
+}
+
+func (h *harness) waitStatus(id, want string) {
+	h.t.Helper()
+	testkit.Eventually(h.t, 10*time.Second, func() error {
+		got := h.statuses()[id]
+		if len(got) == 0 || got[len(got)-1] != want {
+			return fmt.Errorf("job %s statuses %v, want last %q", id, got, want)
+		}
+		return nil
+	})
+}
+
+func TestSendsEachJobOnceOverReusedConnections(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	ids := h.queue(10)
+
+	msgs := h.smtp.WaitFor(t, 10, 15*time.Second)
+	seen := map[string]int{}
+	for _, m := range msgs {
+		seen[m.Subject]++
+		if !strings.Contains(m.Text, "text ") || !strings.Contains(m.HTML, "<p>html ") {
+			t.Errorf("email %q lacks its text or HTML part", m.Subject)
+		}
+		if got := m.Header.Get("Message-Id"); !strings.HasSuffix(got, "@plenary>") {
+			t.Errorf("Message-ID %q is not derived from the job id", got)
+		}
+	}
+	for _, id := range ids {
+		if seen["Subject "+id] != 1 {
+			t.Errorf("job %s arrived %d times, want 1", id, seen["Subject "+id])
+		}
+		h.waitStatus(id, events.MailSent)
+	}
+	if c := h.smtp.Connections(); c > h.cfg.Workers {
+		t.Errorf("%d SMTP connections for 10 emails and %d workers: connections are not reused", c, h.cfg.Workers)
+	}
+}
+
+func TestTemporaryFailureIsRetried(t *testing.T) {
+	h := newHarness(t)
+	h.smtp.FailTemporarily(2)
+	h.start()
+	ids := h.queue(1)
+
+	msgs := h.smtp.WaitFor(t, 1, 20*time.Second)
+	if msgs[0].Subject != "Subject "+ids[0] {
+		t.Fatalf("got %q", msgs[0].Subject)
+	}
+	h.waitStatus(ids[0], events.MailSent)
+	if got := h.statuses()[ids[0]]; len(got) != 3 || got[0] != events.MailDeferred || got[1] != events.MailDeferred {
+		t.Errorf("statuses %v, want deferred, deferred, sent", got)
+	}
+}
+
+func TestPermanentFailureIsDeadLettered(t *testing.T) {
+	h := newHarness(t)
+	h.smtp.FailPermanently(true)
+	h.start()
+	ids := h.queue(1)
+
+	h.waitStatus(ids[0], events.MailFailed)
+	testkit.Eventually(t, 5*time.Second, func() error {
+		info, err := h.bus.JS.Stream(context.Background(), events.StreamDLQ)
+		if err != nil {
+			return err
+		}
+		if n := info.CachedInfo().State.Msgs; n != 1 {
+			return fmt.Errorf("DLQ holds %d messages, want 1", n)
+		}
+		return nil
+	})
+	if a := h.smtp.Attempts(); a != 1 {
+		t.Errorf("a 5xx was retried: %d attempts", a)
+	}
+}
+
+func TestRedeliveredSentJobIsNotSentAgain(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	ids := h.queue(1)
+	h.smtp.WaitFor(t, 1, 10*time.Second)
+	h.waitStatus(ids[0], events.MailSent)
+
+	// Replay the job as a redelivery would: same job, attempt 2.
+	deps, err := service.Start(context.Background(), "mailer-test", h.cfg.Common, testkit.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer deps.Close()
+	p, err := newPool(h.cfg.SMTP, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	m := newMailer(deps, p, h.cfg.SMTP.From, testkit.Logger(t))
+	env, _ := events.NewWithID(ids[0], "test", events.MailSend, "reg", events.MailJob{ID: ids[0], To: "p0@example.org", Subject: "again", Text: "again"})
+	if err := m.handle(context.Background(), bus.Delivery{Envelope: env, Attempt: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if a := h.smtp.Attempts(); a != 1 {
+		t.Fatalf("redelivered job was sent again: %d SMTP attempts", a)
+	}
+}
+
+func TestStopAndRestartLosesAndDuplicatesNothing(t *testing.T) {
+	h := newHarness(t)
+	h.smtp.SetDelay(30 * time.Millisecond)
+	ids := h.queue(40)
+
+	stop := h.start()
+	testkit.Eventually(t, 15*time.Second, func() error {
+		if n := len(h.smtp.Messages(t)); n < 5 {
+			return fmt.Errorf("%d sent so far", n)
+		}
+		return nil
+	})
+	stop()
+	sentBefore := len(h.smtp.Messages(t))
+	if sentBefore >= len(ids) {
+		t.Fatalf("all %d emails went out before the stop; the test proves nothing", sentBefore)
+	}
+
+	h.start()
+	msgs := h.smtp.WaitFor(t, len(ids), 30*time.Second)
+	seen := map[string]int{}
+	for _, m := range msgs {
+		seen[m.Subject]++
+	}
+	for _, id := range ids {
+		if seen["Subject "+id] != 1 {
+			t.Errorf("job %s arrived %d times, want exactly 1", id, seen["Subject "+id])
+		}
+	}
+}
+
+func TestConfigRejectsBadSMTPSettings(t *testing.T) {
+	for name, cfg := range map[string]SMTPConfig{
+		"no port":     {Addr: "localhost", TLS: "none"},
+		"unknown tls": {Addr: "localhost:25", TLS: "sometimes"},
+		"non-numeric": {Addr: "localhost:smtp", TLS: "none"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := newPool(cfg, 1); err == nil {
+				t.Fatal("want an error")
+			}
+		})
+	}
+}
+
+func TestPermanentSMTPClassification(t *testing.T) {
+	if permanentSMTP(errors.New("dial tcp: connection refused")) {
+		t.Error("a network error is temporary")
+	}
+}
