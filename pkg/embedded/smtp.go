@@ -3,7 +3,6 @@ package embedded
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -159,7 +158,9 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	msg := Message{From: ss.from, To: append([]string(nil), ss.to...), Data: buf.Bytes(), At: time.Now()}
 	if err := ss.s.deliver(msg); err != nil {
-		return errors.Join(errTemporary, err)
+		// go-smtp answers 554 to anything but an *smtp.SMTPError, so the
+		// reason goes into the 451's message rather than an errors.Join.
+		return &smtp.SMTPError{Code: errTemporary.Code, EnhancedCode: errTemporary.EnhancedCode, Message: "try again later: " + err.Error()}
 	}
 	return nil
 }

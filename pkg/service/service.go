@@ -28,6 +28,8 @@ type Common struct {
 	NATSURL        string        `env:"NATS_URL" envDefault:"nats://127.0.0.1:4222"`
 	StreamReplicas int           `env:"NATS_STREAM_REPLICAS" envDefault:"1"`
 	ConnectWait    time.Duration `env:"CONNECT_WAIT" envDefault:"15s"`
+	// TrustedProxies are the load balancers allowed to set X-Forwarded-For.
+	TrustedProxies []string `env:"TRUSTED_PROXIES"`
 	// Listener, when set (tests, the local launcher), is served instead of
 	// listening on HTTPAddr.
 	Listener net.Listener `env:"-"`
@@ -77,9 +79,10 @@ func Start(ctx context.Context, name string, cfg Common, log *slog.Logger, strea
 // App returns the service's Fiber app, with /readyz checking MongoDB and NATS.
 func (d *Deps) App() *fiber.App {
 	return web.New(web.Config{
-		Service: d.Name,
-		Log:     d.Log,
-		Metrics: d.Metrics,
+		Service:        d.Name,
+		Log:            d.Log,
+		Metrics:        d.Metrics,
+		TrustedProxies: d.cfg.TrustedProxies,
 		Ready: map[string]func(context.Context) error{
 			"mongodb": func(ctx context.Context) error { return store.Ping(ctx, d.DB) },
 			"nats":    d.Bus.Ready,

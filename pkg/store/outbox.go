@@ -104,31 +104,32 @@ func (o *Outbox) Write(ctx context.Context, e Entry) error {
 	if _, err := o.coll.InsertOne(ctx, e); err != nil {
 		return fmt.Errorf("store: outbox insert %s: %w", e.ID, Translate(err))
 	}
-	if err := o.finish(ctx, apply, &e); err != nil {
-		return err
-	}
-	return nil
+	_, err := o.finish(ctx, apply, &e)
+	return err
 }
 
-func (o *Outbox) finish(ctx context.Context, apply Applier, e *Entry) error {
+// finish applies and publishes e and deletes it. published reports whether
+// the publish went out; when it did not, the entry stays for the relay and
+// err is nil all the same, since the state change is made.
+func (o *Outbox) finish(ctx context.Context, apply Applier, e *Entry) (published bool, err error) {
 	if err := apply(ctx, e); err != nil {
 		var d discardError
 		if errors.As(err, &d) {
 			if _, derr := o.coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: e.ID}}); derr != nil {
 				o.log.Warn("outbox: delete discarded entry", "msg_id", e.ID, "err", derr)
 			}
-			return d.err
+			return false, d.err
 		}
-		return fmt.Errorf("store: outbox apply %s %s: %w", e.Kind, e.ID, err)
+		return false, fmt.Errorf("store: outbox apply %s %s: %w", e.Kind, e.ID, err)
 	}
 	if err := o.pub.Publish(ctx, e.Subject, e.ID, e.Message); err != nil {
 		o.log.Warn("outbox: publish failed; the relay will retry", "msg_id", e.ID, "subject", e.Subject, "err", err)
-		return nil
+		return false, nil
 	}
 	if _, err := o.coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: e.ID}}); err != nil {
 		o.log.Warn("outbox: delete failed; the relay will retry", "msg_id", e.ID, "err", err)
 	}
-	return nil
+	return true, nil
 }
 
 // Sweep finishes entries older than minAge, oldest first, at most limit of
@@ -151,11 +152,13 @@ func (o *Outbox) Sweep(ctx context.Context, minAge time.Duration, limit int64) (
 			o.log.Error("outbox: entry of unknown kind left in place", "msg_id", e.ID, "kind", e.Kind)
 			continue
 		}
-		if err := o.finish(ctx, apply, e); err != nil && !errors.Is(err, ctx.Err()) {
+		published, err := o.finish(ctx, apply, e)
+		if err != nil && ctx.Err() == nil {
 			o.log.Warn("outbox: relay could not finish entry", "msg_id", e.ID, "kind", e.Kind, "err", err)
-			continue
 		}
-		done++
+		if published {
+			done++
+		}
 	}
 	return done, nil
 }

@@ -32,19 +32,25 @@ type Config struct {
 	Metrics *prometheus.Registry
 	// Ready checks dependencies for /readyz, by name.
 	Ready map[string]func(context.Context) error
+	// TrustedProxies may set X-Forwarded-For; the client IP (rate limits)
+	// is read from it only for requests from these addresses or ranges.
+	TrustedProxies []string
 }
 
 // New returns a Fiber app with Plenary's defaults and the /healthz, /readyz
 // and /metrics routes. Add the service's routes to it.
 func New(cfg Config) *fiber.App {
 	app := fiber.New(fiber.Config{
-		AppName:               cfg.Service,
-		BodyLimit:             BodyLimit,
-		DisableStartupMessage: true,
-		ReadTimeout:           30 * time.Second,
-		WriteTimeout:          30 * time.Second,
-		IdleTimeout:           2 * time.Minute,
-		ErrorHandler:          errorHandler(cfg.Log),
+		AppName:                 cfg.Service,
+		BodyLimit:               BodyLimit,
+		DisableStartupMessage:   true,
+		ReadTimeout:             30 * time.Second,
+		WriteTimeout:            30 * time.Second,
+		IdleTimeout:             2 * time.Minute,
+		ErrorHandler:            errorHandler(cfg.Log),
+		ProxyHeader:             proxyHeader(cfg.TrustedProxies),
+		EnableTrustedProxyCheck: len(cfg.TrustedProxies) > 0,
+		TrustedProxies:          cfg.TrustedProxies,
 	})
 	httpReqs := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "http_request_duration_seconds",
@@ -86,6 +92,13 @@ func New(cfg Config) *fiber.App {
 	})
 	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(cfg.Metrics, promhttp.HandlerOpts{})))
 	return app
+}
+
+func proxyHeader(trusted []string) string {
+	if len(trusted) == 0 {
+		return ""
+	}
+	return fiber.HeaderXForwardedFor
 }
 
 // accessLog logs one line per request with the route pattern, never the raw
@@ -135,8 +148,9 @@ func errorHandler(log *slog.Logger) fiber.ErrorHandler {
 				p = Problem(http.StatusInternalServerError, "internal", "something went wrong on our side; try again later (request id "+requestID(c)+")")
 			}
 		}
-		c.Set(fiber.HeaderContentType, "application/problem+json")
-		return c.Status(p.Status).JSON(p)
+		// JSON's optional argument sets the content type; without it JSON
+		// would overwrite a header set beforehand with application/json.
+		return c.Status(p.Status).JSON(p, "application/problem+json")
 	}
 }
 
@@ -175,9 +189,4 @@ func Serve(ctx context.Context, app *fiber.App, ln net.Listener) error {
 		}
 		return <-errc
 	}
-}
-
-// Listen returns a TCP listener on addr.
-func Listen(addr string) (net.Listener, error) {
-	return net.Listen("tcp", addr)
 }

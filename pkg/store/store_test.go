@@ -1,0 +1,115 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/plenaryhq/plenary/pkg/store"
+	"github.com/plenaryhq/plenary/pkg/testkit"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+func ctxT(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestConnectUnreachable(t *testing.T) {
+	start := time.Now()
+	// Port 1 on loopback refuses connections.
+	_, err := store.Connect(context.Background(), "mongodb://127.0.0.1:1", "x", 500*time.Millisecond)
+	if err == nil {
+		t.Fatal("Connect to a closed port succeeded")
+	}
+	if !strings.Contains(err.Error(), "MONGODB_URI") {
+		t.Errorf("error %q should tell the user to set MONGODB_URI", err)
+	}
+	if elapsed := time.Since(start); elapsed > 5*time.Second {
+		t.Errorf("Connect took %s with a 500ms wait", elapsed)
+	}
+}
+
+func TestConnectRejectsBadURI(t *testing.T) {
+	if _, err := store.Connect(context.Background(), "postgres://localhost", "x", time.Second); err == nil {
+		t.Fatal("Connect with a non-MongoDB URI succeeded")
+	}
+}
+
+func TestPing(t *testing.T) {
+	db := testkit.Mongo(t)
+	if err := store.Ping(ctxT(t), db); err != nil {
+		t.Fatalf("Ping = %v", err)
+	}
+}
+
+func TestEnsureIndexesUnique(t *testing.T) {
+	db := testkit.Mongo(t)
+	ctx := ctxT(t)
+	ix := store.Index{Collection: "registrations", Keys: bson.D{{Key: "event_id", Value: 1}, {Key: "email", Value: 1}}, Unique: true}
+	for i := range 2 {
+		if err := store.EnsureIndexes(ctx, db, ix); err != nil {
+			t.Fatalf("EnsureIndexes, call %d: %v", i+1, err)
+		}
+	}
+	coll := db.Collection("registrations")
+	insert := func(id, event, email string) error {
+		_, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "event_id", Value: event}, {Key: "email", Value: email}})
+		return store.Translate(err)
+	}
+	if err := insert("r1", "e1", "ada@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if err := insert("r2", "e2", "ada@example.org"); err != nil {
+		t.Fatalf("same email for another event: %v, want it accepted", err)
+	}
+	err := insert("r3", "e1", "ada@example.org")
+	if !errors.Is(err, store.ErrDuplicate) {
+		t.Fatalf("second registration for the same event = %v, want ErrDuplicate", err)
+	}
+	if !mongo.IsDuplicateKeyError(err) {
+		t.Errorf("Translate must keep the driver error in the chain: %v", err)
+	}
+	if n, _ := coll.CountDocuments(ctx, bson.D{}); n != 2 {
+		t.Errorf("collection holds %d documents, want 2", n)
+	}
+}
+
+func TestTranslate(t *testing.T) {
+	other := errors.New("connection reset")
+	tests := []struct {
+		name string
+		in   error
+		want error
+	}{
+		{"nil", nil, nil},
+		{"no documents", mongo.ErrNoDocuments, store.ErrNotFound},
+		{"wrapped no documents", fmt.Errorf("find: %w", mongo.ErrNoDocuments), store.ErrNotFound},
+		{"other", other, other},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := store.Translate(tc.in)
+			if !errors.Is(got, tc.want) || (tc.want == nil) != (got == nil) {
+				t.Fatalf("Translate(%v) = %v, want %v", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestTranslateFindOneMissing(t *testing.T) {
+	db := testkit.Mongo(t)
+	err := db.Collection("events").FindOne(ctxT(t), bson.D{{Key: "_id", Value: "nope"}}).Err()
+	if got := store.Translate(err); !errors.Is(got, store.ErrNotFound) {
+		t.Fatalf("Translate(FindOne of a missing id) = %v, want ErrNotFound", got)
+	}
+}

@@ -1,0 +1,235 @@
+package registration
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/idempotency"
+	"github.com/gofiber/fiber/v2/middleware/limiter"
+
+	"github.com/plenaryhq/plenary/pkg/store"
+	"github.com/plenaryhq/plenary/pkg/web"
+)
+
+// routes lists the whole HTTP surface of the service.
+func (r *registrar) routes(app *fiber.App) {
+	admin := app.Group("/admin", web.Bearer(r.cfg.AdminTokens))
+	admin.Post("/events", r.handleCreateEvent)
+	admin.Get("/events", r.handleListEvents)
+	admin.Get("/events/:id", r.handleGetEvent)
+	admin.Get("/events/:id/stats", r.handleEventStats)
+
+	api := app.Group("/api")
+	api.Get("/events/:slug", r.handlePublicEvent)
+	api.Post("/events/:slug/registrations", r.registrationGuards()...)
+	api.Get("/manage/:token", noStore, r.handleManageView)
+
+	app.Get("/r/:token", noStore, r.pageManage)
+}
+
+// registrationGuards are the public write's middleware, then its handler:
+// per-IP and per-address rate limits and Idempotency-Key replay.
+func (r *registrar) registrationGuards() []fiber.Handler {
+	tooMany := func(c *fiber.Ctx) error {
+		return web.Problem(http.StatusTooManyRequests, "rate_limited", "too many registration attempts; wait a minute and try again")
+	}
+	return []fiber.Handler{
+		limiter.New(limiter.Config{
+			Max: r.cfg.RatePerIP, Expiration: time.Minute, LimitReached: tooMany,
+			KeyGenerator: func(c *fiber.Ctx) string { return "ip:" + c.IP() },
+		}),
+		idempotency.New(idempotency.Config{
+			Lifetime:  30 * time.Minute,
+			KeyHeader: "Idempotency-Key",
+			KeyHeaderValidate: func(k string) error {
+				if len(k) == 0 || len(k) > 255 {
+					return errors.New("Idempotency-Key must be 1 to 255 characters")
+				}
+				return nil
+			},
+		}),
+		limiter.New(limiter.Config{
+			Max: r.cfg.RatePerEmail, Expiration: time.Minute, LimitReached: tooMany,
+			KeyGenerator: func(c *fiber.Ctx) string {
+				var body struct {
+					Email string `json:"email"`
+				}
+				_ = json.Unmarshal(c.Body(), &body)
+				return "email:" + c.Params("slug") + ":" + strings.ToLower(strings.TrimSpace(body.Email))
+			},
+		}),
+		r.handleRegister,
+	}
+}
+
+func noStore(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	c.Set("Referrer-Policy", "no-referrer")
+	return c.Next()
+}
+
+func (r *registrar) handleCreateEvent(c *fiber.Ctx) error {
+	var ev Event
+	if err := decodeJSON(c, &ev); err != nil {
+		return err
+	}
+	if err := validateEvent(&ev); err != nil {
+		return err
+	}
+	if err := r.createEvent(c.UserContext(), &ev); err != nil {
+		return err
+	}
+	return c.Status(http.StatusCreated).JSON(&ev)
+}
+
+func (r *registrar) handleListEvents(c *fiber.Ctx) error {
+	evs, err := r.store.listEvents(c.UserContext())
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"items": evs})
+}
+
+func (r *registrar) handleGetEvent(c *fiber.Ctx) error {
+	ev, err := r.eventByID(c)
+	if err != nil {
+		return err
+	}
+	return c.JSON(ev)
+}
+
+func (r *registrar) handleEventStats(c *fiber.Ctx) error {
+	ev, err := r.eventByID(c)
+	if err != nil {
+		return err
+	}
+	left, err := r.store.seatsLeft(c.UserContext(), ev)
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"event_id": ev.ID, "capacity": ev.Capacity, "seats_left": left})
+}
+
+// publicEvent is what anyone may see of an event.
+type publicEvent struct {
+	Slug        string     `json:"slug"`
+	Title       string     `json:"title"`
+	Description string     `json:"description"`
+	Timezone    string     `json:"timezone"`
+	StartsAt    time.Time  `json:"starts_at"`
+	EndsAt      time.Time  `json:"ends_at"`
+	Venue       any        `json:"venue"`
+	Questions   []Question `json:"questions"`
+	Locales     []string   `json:"locales"`
+	Open        bool       `json:"registration_open"`
+	// Seats says per mode whether a seat is free now (or a waitlist place).
+	Seats map[string]bool `json:"seats_available"`
+}
+
+func (r *registrar) handlePublicEvent(c *fiber.Ctx) error {
+	ev, err := r.eventBySlug(c)
+	if err != nil {
+		return err
+	}
+	left, err := r.store.seatsLeft(c.UserContext(), ev)
+	if err != nil {
+		return err
+	}
+	seats := map[string]bool{}
+	for _, mode := range modes {
+		n, limited := left[mode]
+		seats[mode] = !limited || n > 0
+	}
+	return c.JSON(publicEvent{
+		Slug: ev.Slug, Title: ev.Title, Description: ev.Description, Timezone: ev.Timezone,
+		StartsAt: ev.StartsAt, EndsAt: ev.EndsAt, Venue: ev.Venue, Questions: ev.Questions,
+		Locales: ev.Locales, Open: openForRegistration(ev, time.Now()) == nil, Seats: seats,
+	})
+}
+
+func (r *registrar) handleRegister(c *fiber.Ctx) error {
+	ev, err := r.eventBySlug(c)
+	if err != nil {
+		return err
+	}
+	var req RegisterRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if err := openForRegistration(ev, time.Now()); err != nil {
+		return err
+	}
+	reg, err := newRegistration(ev, &req)
+	if err != nil {
+		return err
+	}
+	if err := r.register(c.UserContext(), ev, reg); err != nil {
+		return err
+	}
+	return c.Status(http.StatusAccepted).JSON(fiber.Map{"status": "received"})
+}
+
+// manageView is what a participant sees of their own registration.
+type manageView struct {
+	*Registration
+	Event struct {
+		Slug     string    `json:"slug"`
+		Title    string    `json:"title"`
+		Timezone string    `json:"timezone"`
+		StartsAt time.Time `json:"starts_at"`
+		EndsAt   time.Time `json:"ends_at"`
+	} `json:"event"`
+}
+
+func (r *registrar) handleManageView(c *fiber.Ctx) error {
+	reg, ev, err := r.byManageToken(c.UserContext(), c.Params("token"))
+	if err != nil {
+		return err
+	}
+	v := manageView{Registration: reg}
+	v.Event.Slug, v.Event.Title, v.Event.Timezone = ev.Slug, ev.Title, ev.Timezone
+	v.Event.StartsAt, v.Event.EndsAt = ev.StartsAt, ev.EndsAt
+	return c.JSON(v)
+}
+
+func (r *registrar) eventByID(c *fiber.Ctx) (*Event, error) {
+	ev, err := r.store.eventByID(c.UserContext(), c.Params("id"))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, web.NotFound("no event with id " + c.Params("id"))
+	}
+	return ev, err
+}
+
+func (r *registrar) eventBySlug(c *fiber.Ctx) (*Event, error) {
+	ev, err := r.store.eventBySlug(c.UserContext(), c.Params("slug"))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, web.NotFound("no event at this address; check the link you were given")
+	}
+	return ev, err
+}
+
+// decodeJSON parses a JSON body strictly enough to catch typos in field
+// types, and answers a clear 400 otherwise.
+func decodeJSON(c *fiber.Ctx, v any) error {
+	if !strings.HasPrefix(c.Get(fiber.HeaderContentType), fiber.MIMEApplicationJSON) {
+		return web.Problem(http.StatusUnsupportedMediaType, "unsupported_media_type", "send the body as application/json")
+	}
+	if err := json.Unmarshal(c.Body(), v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			p := web.Problem(http.StatusUnprocessableEntity, "validation", "invalid fields: "+te.Field)
+			p.Errors = []web.FieldError{{Field: te.Field, Message: "must be a " + te.Type.String()}}
+			return p
+		}
+		var perr *time.ParseError
+		if errors.As(err, &perr) {
+			return web.BadRequest("times must be RFC 3339 with an offset, e.g. 2020-11-09T09:00:00+01:00")
+		}
+		return web.BadRequest("the body is not valid JSON: " + err.Error())
+	}
+	return nil
+}

@@ -1,0 +1,166 @@
+package registration
+
+import (
+	"fmt"
+	"net/mail"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/plenaryhq/plenary/pkg/store"
+	"github.com/plenaryhq/plenary/pkg/web"
+)
+
+// Limits on what participants and organizers may send.
+const (
+	maxName    = 200
+	maxAnswer  = 2000
+	maxEmail   = 254
+	maxOptions = 100
+)
+
+var (
+	slugRE       = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9-]{1,62})[a-z0-9]$`)
+	questionIDRE = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
+	countryRE    = regexp.MustCompile(`^[A-Z]{2}$`)
+)
+
+func validSlug(s string) bool { return slugRE.MatchString(s) }
+
+func validURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// checkText checks length in characters and, for single-line fields, that
+// no CR or LF can reach an email header.
+func checkText(v *web.Validation, field, s string, limit int, required bool) {
+	switch {
+	case required && strings.TrimSpace(s) == "":
+		v.Add(field, "required")
+	case !utf8.ValidString(s):
+		v.Add(field, "must be valid UTF-8")
+	case utf8.RuneCountInString(s) > limit:
+		v.Add(field, "at most %d characters", limit)
+	case limit <= 500 && strings.ContainsAny(s, "\r\n"):
+		v.Add(field, "must be a single line")
+	}
+}
+
+// normalizeEmail validates an address and returns it in the form used for
+// duplicate detection: bare address, domain lowercased, local part as given
+// but compared case-insensitively.
+func normalizeEmail(v *web.Validation, s string) string {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		v.Add("email", "required")
+		return ""
+	}
+	if len(s) > maxEmail || strings.ContainsAny(s, "\r\n<>\" ,;") {
+		v.Add("email", "must be a plain address such as name@example.org")
+		return ""
+	}
+	a, err := mail.ParseAddress(s)
+	if err != nil || a.Address != s || !strings.Contains(s[strings.LastIndexByte(s, '@')+1:], ".") {
+		v.Add("email", "must be a plain address such as name@example.org")
+		return ""
+	}
+	return strings.ToLower(s)
+}
+
+var questionTypes = []string{"text", "textarea", "select", "multiselect", "checkbox", "country"}
+
+func validateQuestions(v *web.Validation, qs []Question) {
+	seen := map[string]bool{}
+	for i, q := range qs {
+		f := fmt.Sprintf("questions[%d]", i)
+		if !questionIDRE.MatchString(q.ID) {
+			v.Add(f+".id", "use lowercase letters, digits, _ or -")
+		}
+		if seen[q.ID] {
+			v.Add(f+".id", "duplicate question id %q", q.ID)
+		}
+		seen[q.ID] = true
+		checkText(v, f+".label", q.Label, 500, true)
+		if !slices.Contains(questionTypes, q.Type) {
+			v.Add(f+".type", "must be one of %s", strings.Join(questionTypes, ", "))
+		}
+		if (q.Type == "select" || q.Type == "multiselect") && (len(q.Options) == 0 || len(q.Options) > maxOptions) {
+			v.Add(f+".options", "a %s needs 1 to %d options", q.Type, maxOptions)
+		}
+	}
+}
+
+// validateAnswers checks answers against the event's questions and returns
+// them with unknown keys dropped.
+func validateAnswers(v *web.Validation, qs []Question, answers map[string]any) map[string]any {
+	out := map[string]any{}
+	for _, q := range qs {
+		f := "answers." + q.ID
+		a, ok := answers[q.ID]
+		if !ok || a == nil || a == "" {
+			if q.Required {
+				v.Add(f, "required")
+			}
+			continue
+		}
+		switch q.Type {
+		case "checkbox":
+			b, ok := a.(bool)
+			if !ok {
+				v.Add(f, "must be true or false")
+				continue
+			}
+			if q.Required && !b {
+				v.Add(f, "must be checked")
+			}
+			out[q.ID] = b
+		case "multiselect":
+			list, ok := a.([]any)
+			if !ok {
+				v.Add(f, "must be a list of options")
+				continue
+			}
+			picked := []string{}
+			for _, item := range list {
+				s, ok := item.(string)
+				if !ok || !slices.Contains(q.Options, s) {
+					v.Add(f, "%v is not one of the options", item)
+					continue
+				}
+				picked = append(picked, s)
+			}
+			out[q.ID] = picked
+		default:
+			s, ok := a.(string)
+			if !ok {
+				v.Add(f, "must be text")
+				continue
+			}
+			limit := maxAnswer
+			if q.Type != "textarea" {
+				limit = 500
+			}
+			checkText(v, f, s, limit, q.Required)
+			if q.Type == "select" && !slices.Contains(q.Options, s) {
+				v.Add(f, "%q is not one of the options", s)
+			}
+			if q.Type == "country" && !countryRE.MatchString(s) {
+				v.Add(f, "use a two-letter country code such as AT")
+			}
+			out[q.ID] = s
+		}
+	}
+	return out
+}
+
+func decodeState(e *store.Entry, v any) error {
+	if err := bson.Unmarshal(e.State, v); err != nil {
+		return fmt.Errorf("outbox %s %s: state: %w", e.Kind, e.ID, err)
+	}
+	return nil
+}
