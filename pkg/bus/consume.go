@@ -105,6 +105,9 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, handler Handler) 
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // shut down while starting
+		}
 		return fmt.Errorf("bus: consumer %s/%s: %w", cfg.Stream, cfg.Durable, err)
 	}
 

@@ -392,9 +392,11 @@ func TestConsumeRunsWorkersConcurrently(t *testing.T) {
 func TestConsumeReturnsOnCancel(t *testing.T) {
 	t.Parallel()
 	b, _ := newBus(t)
-	c := consume(t, b, consumerConfig(5), func(context.Context, bus.Delivery) error { return nil })
-	// Consume has started once its durable consumer exists.
-	testkit.Eventually(t, 5*time.Second, func() error { _, err := consumerInfo(b); return err })
+	rec := &recorder{reply: func(bus.Delivery) error { return nil }}
+	c := consume(t, b, consumerConfig(5), rec.handle)
+	// Once a message went through, Consume is past its start-up and idle.
+	publishEvent(t, b, events.RegistrationConfirmed)
+	waitSettled(t, b, 1)
 	c.cancel()
 	if err := c.wait(t, 3*time.Second); err != nil {
 		t.Fatalf("Consume = %v after cancel, want nil", err)

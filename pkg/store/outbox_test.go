@@ -297,10 +297,11 @@ func TestSweepOldestFirstWithinLimitAndAge(t *testing.T) {
 	pub := &fakePublisher{}
 	o, db := newOutbox(t, pub)
 	ctx := ctxT(t)
-	var ids []string
-	for _, reg := range []string{"r1", "r2", "r3"} {
-		e := newEntry(t, reg) // ULIDs: later entries sort after earlier ones
-		ids = append(ids, e.ID)
+	// Ids made in the same millisecond do not sort by creation: name them.
+	ids := []string{"01A", "01B", "01C"}
+	for i, reg := range []string{"r1", "r2", "r3"} {
+		e := newEntry(t, reg)
+		e.ID = ids[i]
 		if _, err := db.Collection(store.OutboxCollection).InsertOne(ctx, e); err != nil {
 			t.Fatal(err)
 		}

@@ -55,28 +55,38 @@ func stopFerret() {
 
 var unsafeName = regexp.MustCompile(`[^a-zA-Z0-9]+`)
 
-// DatabaseName returns a fresh database name for t, dropped when t ends.
+// DatabaseName returns a fresh database name for t, dropped when t ends. It
+// is short enough (at most 31 characters) to take a suffix: FerretDB limits
+// names.
 func DatabaseName(t testing.TB) string {
 	t.Helper()
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
-	name := strings.ToLower(unsafeName.ReplaceAllString(t.Name(), "_"))
-	if len(name) > 40 {
-		name = name[:40]
+	name := strings.ToLower(unsafeName.ReplaceAllString(strings.TrimPrefix(t.Name(), "Test"), ""))
+	if len(name) > 20 {
+		name = name[:20]
 	}
 	name = "t_" + name + "_" + hex.EncodeToString(b)
+	DropOnCleanup(t, name)
+	return name
+}
+
+// DropOnCleanup drops the named databases when t ends.
+func DropOnCleanup(t testing.TB, names ...string) {
+	t.Helper()
 	uri := MongoURI(t)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		db, err := store.Connect(ctx, uri, name, 5*time.Second)
-		if err != nil {
-			return
+		for _, name := range names {
+			db, err := store.Connect(ctx, uri, name, 5*time.Second)
+			if err != nil {
+				return
+			}
+			_ = db.Drop(ctx)
+			store.Disconnect(db)
 		}
-		defer store.Disconnect(db)
-		_ = db.Drop(ctx)
 	})
-	return name
 }
 
 // Mongo returns a connected, fresh database for t.

@@ -158,8 +158,8 @@ func errorHandler(log *slog.Logger) fiber.ErrorHandler {
 // compared in constant time.
 func Bearer(tokens []string) fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		got, ok := strings.CutPrefix(c.Get(fiber.HeaderAuthorization), "Bearer ")
-		if ok && got != "" {
+		scheme, got, ok := strings.Cut(c.Get(fiber.HeaderAuthorization), " ")
+		if ok && strings.EqualFold(scheme, "Bearer") && got != "" {
 			match := 0
 			for _, t := range tokens {
 				if t != "" {

@@ -4,12 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/plenaryhq/plenary/pkg/bus"
 	"github.com/plenaryhq/plenary/pkg/events"
@@ -56,33 +53,9 @@ func newHarness(t *testing.T) *harness {
 // start runs the mailer until the returned stop function is called.
 func (h *harness) start() (stop func()) {
 	h.t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		h.t.Fatal(err)
-	}
 	cfg := h.cfg
-	cfg.Listener = ln
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, cfg, testkit.Logger(h.t)) }()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				h.t.Errorf("mailer Run: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			h.t.Error("mailer did not stop within 20s")
-		}
-	}
-	h.t.Cleanup(stop)
-	return stop
+	cfg.Listener, _ = testkit.Listen(h.t)
+	return testkit.Serve(h.t, func(ctx context.Context) error { return Run(ctx, cfg, testkit.Logger(h.t)) })
 }
 
 func (h *harness) queue(n int) []string {
@@ -107,25 +80,8 @@ func (h *harness) queue(n int) []string {
 // statuses returns the statuses published so far, by job id, in order.
 func (h *harness) statuses() map[string][]string {
 	h.t.Helper()
-	ctx := context.Background()
-	stream, err := h.bus.JS.Stream(ctx, events.StreamMailStatus)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		h.t.Fatal(err)
-	}
 	out := map[string][]string{}
-	for range stream.CachedInfo().State.Msgs {
-		msg, err := cons.Next(jetstream.FetchMaxWait(2 * time.Second))
-		if err != nil {
-			h.t.Fatal(err)
-		}
-		env, err := events.Parse(msg.Data())
-		if err != nil {
-			h.t.Fatal(err)
-		}
+	for _, env := range testkit.ReadStream(h.t, h.bus.JS, events.StreamMailStatus) {
 		var st events.MailStatus
 		if err := env.Decode(&st); err != nil {
 			h.t.Fatal(err)

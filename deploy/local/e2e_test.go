@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plenaryhq/plenary/pkg/testkit"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+type e2e struct {
+	t     *testing.T
+	nats  *testkit.NATS
+	smtp  *testkit.SMTPSink
+	stack *Stack
+	admin testkit.Client
+	pub   testkit.Client
+}
+
+// startStack runs all four services, as make run does, against test
+// infrastructure: embedded NATS and FerretDB and the SMTP sink.
+func startStack(t *testing.T) *e2e {
+	t.Helper()
+	e := &e2e{t: t, nats: testkit.StartNATS(t), smtp: testkit.StartSMTP(t)}
+	prefix := testkit.DatabaseName(t)
+	for _, name := range serviceNames {
+		testkit.DropOnCleanup(t, prefix+"_"+name)
+	}
+	started := make(chan *Stack, 1)
+	opts := Options{
+		DataDir:        t.TempDir(),
+		Addr:           "127.0.0.1:0",
+		NATSURL:        e.nats.URL,
+		MongoURI:       testkit.MongoURI(t),
+		SMTPAddr:       e.smtp.Addr,
+		DatabasePrefix: prefix,
+		Log:            testkit.Logger(t),
+		Started:        func(s *Stack) { started <- s },
+	}
+	testkit.Serve(t, func(ctx context.Context) error { return Run(ctx, opts) })
+	select {
+	case e.stack = <-started:
+	case <-time.After(60 * time.Second):
+		t.Fatal("stack did not start within 60s")
+	}
+	e.admin = testkit.Client{Base: e.stack.URL, Token: e.stack.AdminToken}
+	e.pub = testkit.Client{Base: e.stack.URL}
+	return e
+}
+
+func (e *e2e) createEvent(slug string) string {
+	e.t.Helper()
+	r := e.admin.Do(e.t, "POST", "/admin/events", map[string]any{
+		"slug": slug, "title": "OSCE roundtable", "timezone": "Europe/Vienna",
+		"starts_at": time.Now().Add(48 * time.Hour).Format(time.RFC3339),
+		"ends_at":   time.Now().Add(72 * time.Hour).Format(time.RFC3339),
+		"venue":     map[string]any{"name": "Hofburg"},
+		"online":    map[string]any{"join_url": "https://meet.example.org/osce"},
+		"capacity":  map[string]any{"in_person": 50, "online": 150},
+	})
+	if r.Status != http.StatusCreated {
+		e.t.Fatalf("create event: %d %s", r.Status, r.Body)
+	}
+	var ev struct{ ID string }
+	r.JSON(e.t, &ev)
+	return ev.ID
+}
+
+func (e *e2e) register(slug, email, mode string) {
+	e.t.Helper()
+	r := e.pub.Do(e.t, "POST", "/api/events/"+slug+"/registrations", map[string]any{
+		"name": "Participant " + email, "email": email, "mode": mode, "consent": true,
+	})
+	if r.Status != http.StatusAccepted {
+		e.t.Fatalf("register %s: %d %s", email, r.Status, r.Body)
+	}
+}
+
+// emailLog returns the notification service's status per recipient.
+func (e *e2e) emailLog(eventID string) map[string]string {
+	e.t.Helper()
+	r := e.admin.Do(e.t, "GET", "/admin/events/"+eventID+"/emails", nil)
+	if r.Status != http.StatusOK {
+		return nil
+	}
+	var body struct {
+		Items []struct{ To, Status string }
+	}
+	r.JSON(e.t, &body)
+	out := map[string]string{}
+	for _, it := range body.Items {
+		out[it.To] = it.Status
+	}
+	return out
+}
+
+func (e *e2e) waitEmailLog(eventID string, n int, status string) {
+	e.t.Helper()
+	testkit.Eventually(e.t, 20*time.Second, func() error {
+		log := e.emailLog(eventID)
+		count := 0
+		for _, s := range log {
+			if s == status {
+				count++
+			}
+		}
+		if count != n {
+			return fmt.Errorf("email log %v: want %d %s", log, n, status)
+		}
+		return nil
+	})
+}
+
+var manageLink = regexp.MustCompile(`https?://[^\s"<>]+/r/[A-Za-z0-9._-]+`)
+
+func TestRegistrationSendsExactlyOneConfirmationWithWorkingManageLink(t *testing.T) {
+	e := startStack(t)
+	eventID := e.createEvent("roundtable")
+	e.register("roundtable", "ada@example.org", "online")
+
+	msgs := e.smtp.WaitFor(t, 1, 20*time.Second)
+	m := msgs[0]
+	if !strings.Contains(m.To, "ada@example.org") || !strings.Contains(m.Subject, "OSCE roundtable") {
+		t.Fatalf("email to %q, subject %q", m.To, m.Subject)
+	}
+	link := manageLink.FindString(m.Text)
+	if link == "" {
+		t.Fatalf("no manage link in the text part:\n%s", m.Text)
+	}
+	if !strings.Contains(m.HTML, link) {
+		t.Errorf("the HTML part lacks the manage link %s", link)
+	}
+	if !strings.Contains(m.Text, "/j/") {
+		t.Errorf("an online registration's confirmation lacks the join link")
+	}
+	page := e.pub.Do(t, "GET", strings.TrimPrefix(link, e.stack.URL), nil)
+	if page.Status != http.StatusOK || !strings.Contains(string(page.Body), "Participant ada@example.org") {
+		t.Fatalf("manage link %s: %d %s", link, page.Status, page.Body)
+	}
+	e.waitEmailLog(eventID, 1, "sent")
+
+	// The agenda service learnt the event from the bus.
+	testkit.Eventually(t, 10*time.Second, func() error {
+		if r := e.admin.Do(t, "GET", "/admin/events/"+eventID+"/agenda/draft", nil); r.Status != http.StatusOK {
+			return fmt.Errorf("agenda draft: %d %s", r.Status, r.Body)
+		}
+		return nil
+	})
+	// Nothing else went out.
+	if got := len(e.smtp.Messages(t)); got != 1 {
+		t.Fatalf("%d emails, want 1", got)
+	}
+}
+
+func TestMailerStoppedWhileJobsQueuedLosesAndDuplicatesNothing(t *testing.T) {
+	e := startStack(t)
+	eventID := e.createEvent("queued")
+	if err := e.stack.Stop(Mailer); err != nil {
+		t.Fatal(err)
+	}
+	const n = 6
+	for i := range n {
+		e.register("queued", fmt.Sprintf("p%d@example.org", i), "in_person")
+	}
+	// The jobs are rendered and queued while the mailer is away.
+	e.waitEmailLog(eventID, n, "queued")
+	if got := len(e.smtp.Messages(t)); got != 0 {
+		t.Fatalf("%d emails sent with the mailer stopped", got)
+	}
+
+	if err := e.stack.Start(Mailer); err != nil {
+		t.Fatal(err)
+	}
+	msgs := e.smtp.WaitFor(t, n, 30*time.Second)
+	perRecipient := map[string]int{}
+	for _, m := range msgs {
+		perRecipient[m.To]++
+	}
+	for i := range n {
+		if c := countFor(perRecipient, fmt.Sprintf("p%d@example.org", i)); c != 1 {
+			t.Errorf("p%d got %d emails, want 1", i, c)
+		}
+	}
+	e.waitEmailLog(eventID, n, "sent")
+}
+
+func TestOutagesOfNotificationAndNATSLoseNothing(t *testing.T) {
+	e := startStack(t)
+	eventID := e.createEvent("outages")
+
+	if err := e.stack.Stop(Notification); err != nil {
+		t.Fatal(err)
+	}
+	e.register("outages", "during-notification-outage@example.org", "online")
+
+	e.nats.Stop()
+	e.register("outages", "during-nats-outage@example.org", "in_person")
+	e.nats.Restart(t)
+
+	if err := e.stack.Start(Notification); err != nil {
+		t.Fatal(err)
+	}
+	msgs := e.smtp.WaitFor(t, 2, 45*time.Second)
+	got := map[string]int{}
+	for _, m := range msgs {
+		got[m.To]++
+	}
+	for _, who := range []string{"during-notification-outage@example.org", "during-nats-outage@example.org"} {
+		if c := countFor(got, who); c != 1 {
+			t.Errorf("%s got %d emails, want 1", who, c)
+		}
+	}
+	e.waitEmailLog(eventID, 2, "sent")
+}
+
+func countFor(perRecipient map[string]int, addr string) int {
+	n := 0
+	for to, c := range perRecipient {
+		if strings.Contains(to, addr) {
+			n += c
+		}
+	}
+	return n
+}
+
+func TestRoutes(t *testing.T) {
+	cases := map[string]string{
+		"/admin/events":                   Registration,
+		"/admin/events/x":                 Registration,
+		"/admin/events/x/registrations":   Registration,
+		"/admin/events/x/sessions":        Agenda,
+		"/admin/events/x/sessions/y":      Agenda,
+		"/admin/events/x/agenda/draft":    Agenda,
+		"/admin/events/x/agenda/releases": Agenda,
+		"/api/events/s/agenda":            Agenda,
+		"/api/events/s/agenda.ics":        Agenda,
+		"/e/s/agenda":                     Agenda,
+		"/e/s":                            Registration,
+		"/admin/events/x/emails":          Notification,
+		"/admin/events/x/announcements":   Notification,
+		"/admin/emails/id/resend":         Notification,
+		"/api/events/s/registrations":     Registration,
+		"/r/token":                        Registration,
+		"/j/token":                        Registration,
+	}
+	for path, want := range cases {
+		if got := route(path); got != want {
+			t.Errorf("route(%q) = %s, want %s", path, got, want)
+		}
+	}
+}

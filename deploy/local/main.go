@@ -1,0 +1,50 @@
+// Command local runs all of Plenary in one process for development and
+// demos: embedded NATS and FerretDB with their data under ./.data, the four
+// services behind one public listener, and a local mailbox.
+//
+//	go run ./deploy/local [--demo] [--data .data] [--addr :8080]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/plenaryhq/plenary/pkg/service"
+)
+
+func main() {
+	var opts Options
+	flag.StringVar(&opts.DataDir, "data", ".data", "directory for NATS, FerretDB, secrets and the mailbox")
+	flag.StringVar(&opts.Addr, "addr", envOr("HTTP_ADDR", ":8080"), "public listen address")
+	flag.BoolVar(&opts.Demo, "demo", false, "seed a demo event (the OSCE roundtable) if it does not exist")
+	flag.Parse()
+	opts.PublicURL = os.Getenv("PUBLIC_URL")
+	opts.NATSURL = os.Getenv("NATS_URL")
+	opts.MongoURI = os.Getenv("MONGODB_URI")
+	opts.SMTPAddr = os.Getenv("SMTP_ADDR")
+	opts.AdminToken = os.Getenv("ADMIN_TOKENS")
+	opts.LinkKey = os.Getenv("LINK_KEY")
+
+	level := service.LogLevel(os.Getenv("LOG_LEVEL"))
+	opts.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	opts.Out = os.Stdout
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := Run(ctx, opts); err != nil {
+		fmt.Fprintln(os.Stderr, "plenary:", err)
+		os.Exit(1)
+	}
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}

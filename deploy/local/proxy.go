@@ -1,0 +1,100 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+)
+
+// route picks the service that serves path, as a load balancer in front of
+// the services would.
+func route(path string) string {
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	at := func(i int) string {
+		if i < len(parts) {
+			return parts[i]
+		}
+		return ""
+	}
+	switch {
+	// /admin/events/{id}/{sessions,agenda}...
+	case at(0) == "admin" && at(1) == "events" && (at(3) == "sessions" || at(3) == "agenda"):
+		return Agenda
+	// /api/events/{slug}/agenda..., /e/{slug}/agenda
+	case at(0) == "api" && at(1) == "events" && strings.HasPrefix(at(3), "agenda"),
+		at(0) == "e" && at(2) == "agenda":
+		return Agenda
+	// /admin/events/{id}/{emails,announcements}, /admin/emails/...
+	case at(0) == "admin" && at(1) == "events" && (at(3) == "emails" || at(3) == "announcements"),
+		at(0) == "admin" && at(1) == "emails":
+		return Notification
+	}
+	return Registration
+}
+
+// proxy is the one public listener: it forwards each request to the service
+// that owns the route, and serves the stack's own /healthz, /readyz and
+// /metrics/{service}.
+func (s *Stack) proxy() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		checks, ok := map[string]string{}, true
+		for _, name := range serviceNames {
+			checks[name] = "ok"
+			if err := s.ready(r.Context(), name); err != nil {
+				checks[name], ok = err.Error(), false
+			}
+		}
+		status := http.StatusOK
+		if !ok {
+			status = http.StatusServiceUnavailable
+		}
+		writeJSON(w, status, map[string]any{"ready": ok, "checks": checks})
+	})
+	mux.HandleFunc("GET /metrics/{service}", func(w http.ResponseWriter, r *http.Request) {
+		s.forward(w, r, r.PathValue("service"), "/metrics")
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.forward(w, r, route(r.URL.Path), r.URL.Path)
+	})
+	return mux
+}
+
+func (s *Stack) forward(w http.ResponseWriter, r *http.Request, name, path string) {
+	s.mu.Lock()
+	svc := s.services[name]
+	s.mu.Unlock()
+	if svc == nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{
+			"type": "https://plenary.dev/problems/unavailable", "title": "Service Unavailable", "status": 503,
+			"detail": "the " + name + " service is not running; try again in a moment",
+		})
+		return
+	}
+	target := &url.URL{Scheme: "http", Host: svc.addr}
+	p := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+		pr.SetURL(target)
+		pr.Out.URL.Path, pr.Out.URL.RawPath = path, ""
+		if path == r.URL.Path {
+			pr.Out.URL.RawPath = r.URL.RawPath
+		}
+		pr.SetXForwarded()
+		pr.Out.Host = r.Host
+	}}
+	p.ServeHTTP(w, r)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	ct := "application/json"
+	if status >= 400 {
+		ct = "application/problem+json"
+	}
+	w.Header().Set("Content-Type", ct)
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

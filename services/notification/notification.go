@@ -1,0 +1,118 @@
+// Package notification decides and renders Plenary's emails. It consumes
+// registration events, renders each email once (text, HTML, calendar invite),
+// records it in its email log and hands it to the mailer as a job on the MAIL
+// work queue; it follows the mailer's status reports so organizers can see
+// what was sent to whom.
+package notification
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/caarlos0/env/v11"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/plenaryhq/plenary/pkg/bus"
+	"github.com/plenaryhq/plenary/pkg/events"
+	"github.com/plenaryhq/plenary/pkg/service"
+)
+
+// Config is the notification service's configuration, read from the
+// environment.
+type Config struct {
+	service.Common
+	// AdminTokens are the organizers' bearer tokens for /admin routes.
+	AdminTokens []string `env:"ADMIN_TOKENS"`
+	// MailFromName signs the emails ("The Plenary team"); when empty they are
+	// signed by the organisers of the event.
+	MailFromName string `env:"MAIL_FROM_NAME"`
+}
+
+// LoadConfig reads the configuration from the environment.
+func LoadConfig() (Config, error) {
+	cfg, err := env.ParseAs[Config]()
+	if err != nil {
+		return cfg, fmt.Errorf("notification: config: %w", err)
+	}
+	cfg.Defaults(":8083", "plenary_notification")
+	return cfg, nil
+}
+
+// Consumer names: durable, shared by every replica.
+const (
+	registrationsConsumer = "notification"
+	statusConsumer        = "notification-status"
+)
+
+// Run runs the notification service until ctx ends.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	tokens := adminTokens(cfg.AdminTokens)
+	if len(tokens) == 0 {
+		return errors.New("notification: ADMIN_TOKENS is empty: set at least one organizer token (comma-separated)")
+	}
+	tmpl, err := newTemplates(cfg.MailFromName)
+	if err != nil {
+		return fmt.Errorf("notification: templates: %w", err)
+	}
+	log = log.With("service", "notification")
+
+	deps, err := service.Start(ctx, "notification", cfg.Common, log,
+		events.StreamRegistration, events.StreamMail, events.StreamMailStatus, events.StreamDLQ)
+	if err != nil {
+		return err
+	}
+	defer deps.Close()
+
+	emails := newEmailStore(deps.DB)
+	if err := emails.ensureIndexes(ctx); err != nil {
+		return fmt.Errorf("notification: %w", err)
+	}
+	n := newNotifier(deps, emails, tmpl, log)
+	app := deps.App()
+	routes(app, tokens, &api{emails: emails})
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return deps.Serve(ctx, app) })
+	g.Go(func() error {
+		return consume(ctx, deps.Bus, bus.ConsumerConfig{
+			Stream:         events.StreamRegistration,
+			Durable:        registrationsConsumer,
+			FilterSubjects: []string{"registration.v1.>"},
+			Workers:        4,
+		}, n.handleRegistration)
+	})
+	g.Go(func() error {
+		return consume(ctx, deps.Bus, bus.ConsumerConfig{
+			Stream:         events.StreamMailStatus,
+			Durable:        statusConsumer,
+			FilterSubjects: []string{events.AllMailStatus},
+			Workers:        2,
+		}, n.handleStatus)
+	})
+	log.Info("notification started", "admin_tokens", len(tokens))
+	return g.Wait()
+}
+
+// consume runs a consumer until ctx ends. bus.Consume reports a shutdown
+// that comes while it is still creating the consumer as an error; a shutdown
+// is not one.
+func consume(ctx context.Context, b *bus.Bus, cfg bus.ConsumerConfig, h bus.Handler) error {
+	if err := b.Consume(ctx, cfg, h); err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil
+}
+
+// adminTokens drops the empty entries a stray comma leaves in ADMIN_TOKENS.
+func adminTokens(raw []string) []string {
+	var out []string
+	for _, t := range raw {
+		if t = strings.TrimSpace(t); t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
