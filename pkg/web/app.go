@@ -154,6 +154,17 @@ func errorHandler(log *slog.Logger) fiber.ErrorHandler {
 	}
 }
 
+// Tokens drops blank entries (a stray comma in ADMIN_TOKENS) and spaces.
+func Tokens(raw []string) []string {
+	var out []string
+	for _, t := range raw {
+		if t = strings.TrimSpace(t); t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
 // Bearer requires an Authorization: Bearer header carrying one of tokens,
 // compared in constant time.
 func Bearer(tokens []string) fiber.Handler {

@@ -16,6 +16,7 @@ import (
 	"github.com/plenaryhq/plenary/pkg/bus"
 	"github.com/plenaryhq/plenary/pkg/events"
 	"github.com/plenaryhq/plenary/pkg/service"
+	"github.com/plenaryhq/plenary/pkg/web"
 )
 
 // Config is the agenda service's configuration.
@@ -38,6 +39,7 @@ func LoadConfig() (Config, error) {
 // Run serves the agenda service until ctx ends.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log = log.With("service", "agenda")
+	cfg.AdminTokens = web.Tokens(cfg.AdminTokens)
 	if len(cfg.AdminTokens) == 0 {
 		return errors.New("agenda: ADMIN_TOKENS is empty: set at least one organizer token")
 	}

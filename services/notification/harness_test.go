@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -37,11 +36,8 @@ type harness struct {
 func start(t *testing.T) *harness {
 	t.Helper()
 	nats := testkit.StartNATS(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &harness{t: t, base: "http://" + ln.Addr().String()}
+	ln, base := testkit.Listen(t)
+	h := &harness{t: t, base: base}
 	h.cfg = Config{
 		Common: service.Common{
 			Listener:      ln,
@@ -52,32 +48,15 @@ func start(t *testing.T) *harness {
 		},
 		AdminTokens: []string{adminToken},
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, h.cfg, testkit.Logger(t)) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("Run did not return within 15s of cancel")
-		}
-	})
+	testkit.Serve(t, func(ctx context.Context) error { return Run(ctx, h.cfg, testkit.Logger(t)) })
 
+	var err error
 	h.bus, err = bus.Connect(context.Background(), nats.URL, "test", 5*time.Second, testkit.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.bus.Close)
 	testkit.Eventually(t, 10*time.Second, func() error {
-		select {
-		case err := <-done:
-			t.Fatalf("Run returned early: %v", err)
-		default:
-		}
 		status, _ := h.get("/healthz", "")
 		if status != http.StatusOK {
 			return fmt.Errorf("/healthz: %d", status)

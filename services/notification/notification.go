@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 
 	"github.com/caarlos0/env/v11"
 	"golang.org/x/sync/errgroup"
@@ -18,6 +17,7 @@ import (
 	"github.com/plenaryhq/plenary/pkg/bus"
 	"github.com/plenaryhq/plenary/pkg/events"
 	"github.com/plenaryhq/plenary/pkg/service"
+	"github.com/plenaryhq/plenary/pkg/web"
 )
 
 // Config is the notification service's configuration, read from the
@@ -49,7 +49,7 @@ const (
 
 // Run runs the notification service until ctx ends.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	tokens := adminTokens(cfg.AdminTokens)
+	tokens := web.Tokens(cfg.AdminTokens)
 	if len(tokens) == 0 {
 		return errors.New("notification: ADMIN_TOKENS is empty: set at least one organizer token (comma-separated)")
 	}
@@ -77,7 +77,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return deps.Serve(ctx, app) })
 	g.Go(func() error {
-		return consume(ctx, deps.Bus, bus.ConsumerConfig{
+		return deps.Bus.Consume(ctx, bus.ConsumerConfig{
 			Stream:         events.StreamRegistration,
 			Durable:        registrationsConsumer,
 			FilterSubjects: []string{"registration.v1.>"},
@@ -85,7 +85,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}, n.handleRegistration)
 	})
 	g.Go(func() error {
-		return consume(ctx, deps.Bus, bus.ConsumerConfig{
+		return deps.Bus.Consume(ctx, bus.ConsumerConfig{
 			Stream:         events.StreamMailStatus,
 			Durable:        statusConsumer,
 			FilterSubjects: []string{events.AllMailStatus},
@@ -94,25 +94,4 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	})
 	log.Info("notification started", "admin_tokens", len(tokens))
 	return g.Wait()
-}
-
-// consume runs a consumer until ctx ends. bus.Consume reports a shutdown
-// that comes while it is still creating the consumer as an error; a shutdown
-// is not one.
-func consume(ctx context.Context, b *bus.Bus, cfg bus.ConsumerConfig, h bus.Handler) error {
-	if err := b.Consume(ctx, cfg, h); err != nil && ctx.Err() == nil {
-		return err
-	}
-	return nil
-}
-
-// adminTokens drops the empty entries a stray comma leaves in ADMIN_TOKENS.
-func adminTokens(raw []string) []string {
-	var out []string
-	for _, t := range raw {
-		if t = strings.TrimSpace(t); t != "" {
-			out = append(out, t)
-		}
-	}
-	return out
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/plenaryhq/plenary/pkg/links"
 	"github.com/plenaryhq/plenary/pkg/service"
 	"github.com/plenaryhq/plenary/pkg/store"
+	"github.com/plenaryhq/plenary/pkg/web"
 )
 
 // Config is the registration service's configuration.
@@ -48,7 +49,8 @@ func LoadConfig() (Config, error) {
 	return cfg, nil
 }
 
-func (c Config) validate() error {
+func (c *Config) validate() error {
+	c.AdminTokens = web.Tokens(c.AdminTokens)
 	if len(c.AdminTokens) == 0 {
 		return errors.New("registration: ADMIN_TOKENS is empty: set at least one organizer token")
 	}
