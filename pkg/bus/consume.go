@@ -110,6 +110,11 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, handler Handler) 
 		}
 		return fmt.Errorf("bus: consumer %s/%s: %w", cfg.Stream, cfg.Durable, err)
 	}
+	watch, err := b.watchMaxDeliveries(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("bus: watch max deliveries of %s/%s: %w", cfg.Stream, cfg.Durable, err)
+	}
+	defer func() { _ = watch.Unsubscribe() }()
 
 	// Pull only as many messages as there are idle workers, so nothing sits
 	// in a client-side buffer at shutdown waiting for its ack timeout.
@@ -243,16 +248,7 @@ const (
 )
 
 func (b *Bus) deadLetter(ctx context.Context, cfg ConsumerConfig, msg jetstream.Msg, reason string) error {
-	hdr := nats.Header{}
-	for k, v := range msg.Headers() {
-		if k != jetstream.MsgIDHeader {
-			hdr[k] = v
-		}
-	}
-	hdr.Set(HeaderReason, truncate(reason, 1000))
-	hdr.Set(HeaderStream, cfg.Stream)
-	hdr.Set(HeaderConsumer, cfg.Durable)
-	hdr.Set(HeaderSubject, msg.Subject())
+	hdr := dlqHeader(msg.Headers(), cfg, msg.Subject(), reason)
 	id := cfg.Durable + ":" + msg.Subject()
 	if md, err := msg.Metadata(); err == nil {
 		id = fmt.Sprintf("%s:%s:%d", cfg.Stream, cfg.Durable, md.Sequence.Stream)
