@@ -85,8 +85,15 @@ func (b *Bus) Publish(ctx context.Context, subject, msgID string, body []byte) e
 	return b.publishMsg(ctx, &nats.Msg{Subject: subject, Data: body}, msgID)
 }
 
+// ErrDisconnected is returned by Publish while the connection to NATS is
+// down: waiting for the ack would only hold the caller up.
+var ErrDisconnected = errors.New("nats: not connected")
+
 func (b *Bus) publishMsg(ctx context.Context, msg *nats.Msg, msgID string) error {
 	subject := msg.Subject
+	if !b.NC.IsConnected() {
+		return fmt.Errorf("bus: publish %s msg_id[%s]: %w", subject, msgID, ErrDisconnected)
+	}
 	if _, err := b.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID)); err != nil {
 		return fmt.Errorf("bus: publish %s msg_id[%s]: %w", subject, msgID, err)
 	}
@@ -105,7 +112,7 @@ func (b *Bus) PublishEvent(ctx context.Context, env events.Envelope) error {
 // Ready reports whether the connection is up and JetStream answers.
 func (b *Bus) Ready(ctx context.Context) error {
 	if !b.NC.IsConnected() {
-		return errors.New("nats: not connected")
+		return ErrDisconnected
 	}
 	if _, err := b.JS.AccountInfo(ctx); err != nil {
 		return fmt.Errorf("nats: jetstream: %w", err)

@@ -72,6 +72,10 @@ type Publisher interface {
 	Publish(ctx context.Context, subject, msgID string, body []byte) error
 }
 
+// publishTimeout bounds the wait for NATS's ack: past it the relay takes
+// over, and the writer is not held up by an outage.
+const publishTimeout = 3 * time.Second
+
 // Outbox writes state changes together with the events that announce them
 // (DESIGN §5.1).
 type Outbox struct {
@@ -122,7 +126,9 @@ func (o *Outbox) finish(ctx context.Context, apply Applier, e *Entry) (published
 		}
 		return false, fmt.Errorf("store: outbox apply %s %s: %w", e.Kind, e.ID, err)
 	}
-	if err := o.pub.Publish(ctx, e.Subject, e.ID, e.Message); err != nil {
+	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	if err := o.pub.Publish(pctx, e.Subject, e.ID, e.Message); err != nil {
 		o.log.Warn("outbox: publish failed; the relay will retry", "msg_id", e.ID, "subject", e.Subject, "err", err)
 		return false, nil
 	}
