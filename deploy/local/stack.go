@@ -137,9 +137,13 @@ func Run(ctx context.Context, opts Options) error {
 	case err := <-serveErr:
 		return fmt.Errorf("public listener: %w", err)
 	}
+	s.log.Info("stopping: finishing requests and messages in flight")
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return srv.Shutdown(shutdown)
+	err = srv.Shutdown(shutdown)
+	s.stopAll()
+	s.log.Info("stopped")
+	return err
 }
 
 // startInfra starts what Options did not point to and returns a function

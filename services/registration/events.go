@@ -79,10 +79,18 @@ func (r *registrar) applyEventCreate(ctx context.Context, e *store.Entry) error 
 	return store.Discard(errSlugTaken)
 }
 
-// reconcileSeats finishes what the outbox holds, then frees the seats that
-// crashed registrations left claimed.
+// reconcileSeats frees the seats that crashed registrations left claimed. It
+// first finishes what the outbox holds and gives up for this round if
+// anything is left there: an entry still on its way may hold a seat whose
+// registration does not exist yet.
 func (r *registrar) reconcileSeats(ctx context.Context) error {
 	if _, err := r.outbox.Sweep(ctx, 0, 10_000); err != nil {
+		return err
+	}
+	if pending, err := r.outbox.Pending(ctx); err != nil || pending > 0 {
+		if err == nil {
+			r.log.Info("seat reconciliation postponed: the outbox is not empty", "pending", pending)
+		}
 		return err
 	}
 	evs, err := r.store.listEvents(ctx)
@@ -93,7 +101,7 @@ func (r *registrar) reconcileSeats(ctx context.Context) error {
 		if evs[i].Capacity.InPerson == 0 && evs[i].Capacity.Online == 0 {
 			continue
 		}
-		freed, err := r.store.reconcileSeats(ctx, evs[i].ID, time.Minute)
+		freed, err := r.store.reconcileSeats(ctx, evs[i].ID, seatClaimGrace)
 		if err != nil {
 			return err
 		}
@@ -102,6 +110,30 @@ func (r *registrar) reconcileSeats(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// seatClaimGrace is how old a claim without a registration must be before
+// the reconciler frees it: far longer than a registration request can take.
+const seatClaimGrace = 5 * time.Minute
+
+// reconcileEvery runs reconcileSeats at start and then every interval (only
+// at start when interval is not positive).
+func (r *registrar) reconcileEvery(ctx context.Context, interval time.Duration) error {
+	if interval <= 0 {
+		return r.reconcileSeats(ctx)
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := r.reconcileSeats(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn("seat reconciliation failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
 }
 
 // validateEvent checks an event from an organizer and fills defaults.

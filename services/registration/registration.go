@@ -37,6 +37,9 @@ type Config struct {
 	RatePerEmail int `env:"RATE_LIMIT_PER_EMAIL" envDefault:"5"`
 	// OutboxInterval is how often the relay sweeps the outbox.
 	OutboxInterval time.Duration `env:"OUTBOX_INTERVAL" envDefault:"3s"`
+	// SeatReconcileInterval is how often seats left claimed by crashed
+	// registrations are looked for.
+	SeatReconcileInterval time.Duration `env:"SEAT_RECONCILE_INTERVAL" envDefault:"10m"`
 }
 
 // LoadConfig reads the configuration from the environment.
@@ -93,9 +96,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		public: strings.TrimRight(cfg.PublicURL, "/"),
 	}
 	svc.registerAppliers()
-	if err := svc.reconcileSeats(ctx); err != nil {
-		log.Warn("seat reconciliation failed", "err", err)
-	}
 
 	app := deps.App()
 	svc.routes(app)
@@ -103,6 +103,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return deps.Serve(ctx, app) })
 	g.Go(func() error { return outbox.Relay(ctx, cfg.OutboxInterval, 2*cfg.OutboxInterval) })
+	g.Go(func() error { return svc.reconcileEvery(ctx, cfg.SeatReconcileInterval) })
 	log.Info("registration started", "public_url", svc.public)
 	return g.Wait()
 }

@@ -39,12 +39,13 @@ func newHarness(t *testing.T, tweak ...func(*Config)) *harness {
 			NATSURL:       h.nats.URL,
 			ConnectWait:   5 * time.Second,
 		},
-		PublicURL:      "http://plenary.test",
-		AdminTokens:    []string{adminToken},
-		LinkKey:        strings.Repeat("k", 32),
-		RatePerIP:      1000,
-		RatePerEmail:   1000,
-		OutboxInterval: 200 * time.Millisecond,
+		PublicURL:             "http://plenary.test",
+		AdminTokens:           []string{adminToken},
+		LinkKey:               strings.Repeat("k", 32),
+		RatePerIP:             1000,
+		RatePerEmail:          1000,
+		OutboxInterval:        200 * time.Millisecond,
+		SeatReconcileInterval: time.Hour,
 	}
 	for _, f := range tweak {
 		f(&h.cfg)
