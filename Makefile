@@ -3,6 +3,7 @@
 #   make test   every test that needs no Docker
 #   make build  static binaries of the services and the local launcher into bin/
 #   make lint   gofmt and go vet, in the workspace and per module with GOWORK=off
+#   make bench  drive the whole system in-process and print one table beside the raw limits
 
 MODULES := pkg services/registration services/agenda services/notification services/mailer deploy/local
 PACKAGES := $(addsuffix /...,$(addprefix ./,$(MODULES)))
@@ -14,7 +15,7 @@ GOTEST_FLAGS ?= -count=1 -timeout 10m
 export TESTCONTAINERS_RYUK_DISABLED := true
 export TESTCONTAINERS_HOST_OVERRIDE := 127.0.0.1
 
-.PHONY: run demo test build lint vet fmt modules-standalone tidy clean
+.PHONY: run demo test bench build lint vet fmt modules-standalone tidy clean
 
 run:
 	$(GO) run ./deploy/local $(ARGS)
@@ -24,6 +25,12 @@ demo:
 
 test:
 	$(GO) test $(GOTEST_FLAGS) $(PACKAGES)
+
+BENCH_N ?= 1000
+BENCH_CONCURRENCY ?= 32
+
+bench:
+	$(GO) run ./deploy/local --bench $(BENCH_N) --concurrency $(BENCH_CONCURRENCY)
 
 build:
 	@mkdir -p bin

@@ -22,6 +22,8 @@ func main() {
 	flag.StringVar(&opts.DataDir, "data", ".data", "directory for NATS, FerretDB, secrets and the mailbox")
 	flag.StringVar(&opts.Addr, "addr", envOr("HTTP_ADDR", ":8080"), "public listen address")
 	flag.BoolVar(&opts.Demo, "demo", false, "seed a demo event (the OSCE roundtable) if it does not exist")
+	benchN := flag.Int("bench", 0, "instead of serving, benchmark the system with this many registrations (temporary data)")
+	benchWorkers := flag.Int("concurrency", 32, "concurrent clients for --bench")
 	flag.Parse()
 	opts.PublicURL = os.Getenv("PUBLIC_URL")
 	opts.NATSURL = os.Getenv("NATS_URL")
@@ -36,7 +38,14 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := Run(ctx, opts); err != nil {
+	run := func() error { return Run(ctx, opts) }
+	if *benchN > 0 {
+		if os.Getenv("LOG_LEVEL") == "" {
+			opts.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		}
+		run = func() error { return runBench(ctx, *benchN, *benchWorkers, opts.Out, opts.Log) }
+	}
+	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "plenary:", err)
 		os.Exit(1)
 	}

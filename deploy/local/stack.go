@@ -36,7 +36,9 @@ type Options struct {
 	// DatabasePrefix names the services' databases: <prefix>_<service>.
 	DatabasePrefix string
 	Demo           bool
-	Log            *slog.Logger
+	// Unthrottled lifts the registration rate limits, for benchmarks.
+	Unthrottled bool
+	Log         *slog.Logger
 	// Out receives the banner with URLs and the admin token.
 	Out io.Writer
 	// Started, if set, is called with the running stack once it serves.
@@ -265,6 +267,9 @@ func (s *Stack) runner(name string, ln net.Listener) (func(context.Context, *slo
 	case Registration:
 		cfg, err := registration.LoadConfig()
 		cfg.Common, cfg.PublicURL, cfg.AdminTokens, cfg.LinkKey = common, s.opts.PublicURL, tokens, s.linkKey
+		if s.opts.Unthrottled {
+			cfg.RatePerIP, cfg.RatePerEmail = 1<<30, 1<<30
+		}
 		return func(ctx context.Context, log *slog.Logger) error { return registration.Run(ctx, cfg, log) }, err
 	case Agenda:
 		cfg, err := agenda.LoadConfig()
