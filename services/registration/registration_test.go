@@ -11,7 +11,9 @@ import (
 
 	"github.com/plenaryhq/plenary/pkg/bus"
 	"github.com/plenaryhq/plenary/pkg/events"
+	"github.com/plenaryhq/plenary/pkg/links"
 	"github.com/plenaryhq/plenary/pkg/service"
+	"github.com/plenaryhq/plenary/pkg/store"
 	"github.com/plenaryhq/plenary/pkg/testkit"
 )
 
@@ -428,4 +430,63 @@ func TestReconcileFreesSeatsOfCrashedRegistrations(t *testing.T) {
 	if left, _ := st.seatsLeft(ctx, ev); left[events.ModeInPerson] != 1 {
 		t.Fatalf("a stranger's release freed a seat: %v", left)
 	}
+}
+
+// A crash right after the outbox entry was written (before the registration
+// was inserted or announced) must be finished by the relay: the seat stays
+// held, the registration appears, and its event is published once.
+func TestRelayFinishesARegistrationLeftByACrash(t *testing.T) {
+	h := newHarness(t)
+	evResp := h.createEvent("crash", func(b map[string]any) { b["capacity"] = map[string]any{"in_person": 3} })
+	h.stop()
+
+	// Replay what register does up to the crash, against the same database.
+	ctx := context.Background()
+	db, err := store.Connect(ctx, h.cfg.MongoURI, h.cfg.MongoDatabase, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Disconnect(db)
+	st := newStore(db)
+	ev, err := st.eventByID(ctx, evResp.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer := mustSigner(t, h.cfg.LinkKey)
+	r := &registrar{store: st, links: signer, public: h.cfg.PublicURL}
+	reg, err := newRegistration(ev, &RegisterRequest{Name: "Crash Test", Email: "crash@example.org", Mode: events.ModeInPerson, Consent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.decide(ctx, ev, reg); err != nil || reg.Status != events.StatusConfirmed {
+		t.Fatalf("decide: %v %s", err, reg.Status)
+	}
+	env, _ := events.New(source, events.RegistrationConfirmed, reg.ID, r.payload(ev, reg))
+	entry, _ := store.NewEntry(kindRegistrationCreate, env, reg)
+	entry.CreatedAt = entry.CreatedAt.Add(-time.Minute) // old enough for the relay
+	if _, err := db.Collection(store.OutboxCollection).InsertOne(ctx, entry); err != nil {
+		t.Fatal(err)
+	}
+
+	h.start()
+	got := h.waitPublished(events.RegistrationConfirmed, 1)
+	if got[0].ID != reg.ID {
+		t.Fatalf("published %s, want %s", got[0].ID, reg.ID)
+	}
+	stored, err := st.registrationByID(ctx, reg.ID)
+	if err != nil || stored.Seat != reg.Seat {
+		t.Fatalf("registration after relay: %+v %v", stored, err)
+	}
+	if left, _ := st.seatsLeft(ctx, ev); left[events.ModeInPerson] != 2 {
+		t.Fatalf("seats left %v, want 2", left)
+	}
+}
+
+func mustSigner(t *testing.T, key string) *links.Signer {
+	t.Helper()
+	s, err := links.NewSigner([]byte(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
