@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,14 +26,17 @@ func (r *registrar) routes(app *fiber.App) {
 
 	api := app.Group("/api")
 	api.Get("/events/:slug", r.handlePublicEvent)
-	api.Post("/events/:slug/registrations", r.registrationGuards()...)
+	guards := r.registrationGuards() // shared: one budget per IP and address
+	api.Post("/events/:slug/registrations", slices.Concat(guards, []fiber.Handler{r.handleRegister})...)
 	api.Get("/manage/:token", noStore, r.handleManageView)
 
+	app.Get("/e/:slug", r.pageEvent)
+	app.Post("/e/:slug", slices.Concat(guards, []fiber.Handler{r.pageRegister})...)
 	app.Get("/r/:token", noStore, r.pageManage)
 }
 
-// registrationGuards are the public write's middleware, then its handler:
-// per-IP and per-address rate limits and Idempotency-Key replay.
+// registrationGuards are the middleware of the public writes (the API and
+// the form): per-IP and per-address rate limits and Idempotency-Key replay.
 func (r *registrar) registrationGuards() []fiber.Handler {
 	tooMany := func(c *fiber.Ctx) error {
 		return web.Problem(http.StatusTooManyRequests, "rate_limited", "too many registration attempts; wait a minute and try again")
@@ -55,15 +59,22 @@ func (r *registrar) registrationGuards() []fiber.Handler {
 		limiter.New(limiter.Config{
 			Max: r.cfg.RatePerEmail, Expiration: time.Minute, LimitReached: tooMany,
 			KeyGenerator: func(c *fiber.Ctx) string {
-				var body struct {
-					Email string `json:"email"`
-				}
-				_ = json.Unmarshal(c.Body(), &body)
-				return "email:" + c.Params("slug") + ":" + strings.ToLower(strings.TrimSpace(body.Email))
+				return "email:" + c.Params("slug") + ":" + strings.ToLower(strings.TrimSpace(emailOf(c)))
 			},
 		}),
-		r.handleRegister,
 	}
+}
+
+// emailOf reads the address a registration is for, from JSON or a form.
+func emailOf(c *fiber.Ctx) string {
+	if strings.HasPrefix(c.Get(fiber.HeaderContentType), fiber.MIMEApplicationForm) {
+		return c.FormValue("email")
+	}
+	var body struct {
+		Email string `json:"email"`
+	}
+	_ = json.Unmarshal(c.Body(), &body)
+	return body.Email
 }
 
 func noStore(c *fiber.Ctx) error {
