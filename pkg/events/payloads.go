@@ -68,6 +68,14 @@ type Registration struct {
 	Event Event `json:"event"`
 }
 
+// Attendance is the payload of registration.v1.attendance.joined: an online
+// attendee used their join link.
+type Attendance struct {
+	RegistrationID string    `json:"registration_id"`
+	EventID        string    `json:"event_id"`
+	At             time.Time `json:"at"`
+}
+
 // MailJob is the payload of mail.v1.send: one email, fully rendered.
 type MailJob struct {
 	ID             string       `json:"id"`

@@ -33,6 +33,7 @@ func (r *registrar) routes(app *fiber.App) {
 	app.Get("/e/:slug", r.pageEvent)
 	app.Post("/e/:slug", slices.Concat(guards, []fiber.Handler{r.pageRegister})...)
 	app.Get("/r/:token", noStore, r.pageManage)
+	app.Get("/j/:token", noStore, r.pageJoin)
 }
 
 // registrationGuards are the middleware of the public writes (the API and

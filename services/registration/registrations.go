@@ -191,11 +191,12 @@ func (r *registrar) payload(ev *Event, reg *Registration) events.Registration {
 	return p
 }
 
-// byManageToken returns the registration a manage token opens. Forged,
-// malformed and rotated tokens all get the same not-found answer.
-func (r *registrar) byManageToken(ctx context.Context, token string) (*Registration, *Event, error) {
+// byToken returns the registration a participant's token opens for
+// purpose. Forged, malformed and rotated tokens all get the same not-found
+// answer.
+func (r *registrar) byToken(ctx context.Context, purpose, token string) (*Registration, *Event, error) {
 	notFound := web.NotFound("this link is not valid (any more); use the newest email we sent you, or ask for a new link")
-	id, version, err := r.links.Parse(links.Manage, token)
+	id, version, err := r.links.Parse(purpose, token)
 	if err != nil {
 		return nil, nil, notFound
 	}
@@ -214,4 +215,9 @@ func (r *registrar) byManageToken(ctx context.Context, token string) (*Registrat
 		return nil, nil, err
 	}
 	return reg, ev, nil
+}
+
+// byManageToken returns the registration a manage token opens.
+func (r *registrar) byManageToken(ctx context.Context, token string) (*Registration, *Event, error) {
+	return r.byToken(ctx, links.Manage, token)
 }

@@ -18,6 +18,7 @@ type regStore struct {
 	events        *mongo.Collection
 	registrations *mongo.Collection
 	seats         *mongo.Collection
+	attendance    *mongo.Collection
 }
 
 func newStore(db *mongo.Database) *regStore {
@@ -25,6 +26,7 @@ func newStore(db *mongo.Database) *regStore {
 		events:        db.Collection("events"),
 		registrations: db.Collection("registrations"),
 		seats:         db.Collection("seats"),
+		attendance:    db.Collection("attendance"),
 	}
 }
 
