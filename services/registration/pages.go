@@ -49,7 +49,7 @@ button{margin-top:1.5rem;padding:.6rem 1.2rem;font:inherit}</style></head><body>
 {{else if eq .Type "checkbox"}}<span class="choice"><input type="checkbox" id="q-{{.ID}}" name="answers.{{.ID}}" value="true"> yes</span>
 {{else}}<input type="text" id="q-{{.ID}}" name="answers.{{.ID}}" maxlength="500" value="{{$.Form.Get (print "answers." .ID)}}"{{if eq .Type "country"}} placeholder="two-letter code, e.g. AT"{{end}}>{{end}}
 {{end}}
-{{if .Event.Registration.Waitlist}}<span class="choice"><input type="checkbox" name="waitlist_ok" value="true" id="wl" checked> <label class="choice" for="wl" style="display:inline">Put me on the waiting list if my choice is full</label></span>{{end}}
+{{if .Event.Registration.Waitlist}}<span class="choice" style="margin-top:1rem"><input type="checkbox" name="waitlist_ok" value="true" id="wl" checked> <label class="choice" for="wl" style="display:inline">Put me on the waiting list if my choice is full</label></span>{{end}}
 <span class="choice"><input type="checkbox" name="consent" value="true" id="consent"> <label class="choice" for="consent" style="display:inline">I agree that the organisers store my registration to run this event and delete it {{.Event.RetentionDays}} days after it.</label></span>{{with index .Errors "consent"}}<span class="error">{{.}}</span>{{end}}
 <button type="submit">Register</button>
 </form>{{end}}
