@@ -47,10 +47,12 @@ lint: vet
 vet:
 	$(GO) vet $(PACKAGES)
 
-# Every module must build and vet on its own, outside the workspace.
+# Every module must build, vet and pass its tests on its own, outside the
+# workspace, with the versions its own go.mod selects.
 modules-standalone:
 	@set -e; for m in $(MODULES); do echo "== $$m (GOWORK=off)"; \
-		(cd $$m && GOWORK=off $(GO) build ./... && GOWORK=off $(GO) vet ./...); done
+		(cd $$m && GOWORK=off $(GO) build ./... && GOWORK=off $(GO) vet ./... && \
+		 GOWORK=off $(GO) test $(GOTEST_FLAGS) ./...); done
 
 tidy:
 	@set -e; for m in $(MODULES); do (cd $$m && GOWORK=off $(GO) mod tidy); done
