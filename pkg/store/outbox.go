@@ -28,7 +28,11 @@ type Entry struct {
 	Subject string `bson:"subject"`
 	Message []byte `bson:"message"`
 	// State is the applier's input, e.g. the document to insert.
-	State     bson.Raw  `bson:"state,omitempty"`
+	State bson.Raw `bson:"state,omitempty"`
+	// Applied is set when the state change was made but the publish failed,
+	// so the relay only publishes (re-applying costs a lookup on a
+	// collection that may be large).
+	Applied   bool      `bson:"applied,omitempty"`
 	CreatedAt time.Time `bson:"created_at"`
 }
 
@@ -116,26 +120,46 @@ func (o *Outbox) Write(ctx context.Context, e Entry) error {
 // the publish went out; when it did not, the entry stays for the relay and
 // err is nil all the same, since the state change is made.
 func (o *Outbox) finish(ctx context.Context, apply Applier, e *Entry) (published bool, err error) {
-	if err := apply(ctx, e); err != nil {
-		var d discardError
-		if errors.As(err, &d) {
-			if _, derr := o.coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: e.ID}}); derr != nil {
-				o.log.Warn("outbox: delete discarded entry", "msg_id", e.ID, "err", derr)
-			}
-			return false, d.err
+	if !e.Applied {
+		if err := o.apply(ctx, apply, e); err != nil {
+			return false, err
 		}
-		return false, fmt.Errorf("store: outbox apply %s %s: %w", e.Kind, e.ID, err)
 	}
 	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
 	if err := o.pub.Publish(pctx, e.Subject, e.ID, e.Message); err != nil {
 		o.log.Warn("outbox: publish failed; the relay will retry", "msg_id", e.ID, "subject", e.Subject, "err", err)
+		// Remember the change is made, and what it announces (an applier
+		// may have rewritten it).
+		if !e.Applied {
+			_, uerr := o.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: e.ID}}, bson.D{{Key: "$set", Value: bson.D{
+				{Key: "applied", Value: true}, {Key: "subject", Value: e.Subject}, {Key: "message", Value: e.Message},
+			}}})
+			if uerr != nil {
+				o.log.Warn("outbox: could not mark entry applied", "msg_id", e.ID, "err", uerr)
+			}
+		}
 		return false, nil
 	}
 	if _, err := o.coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: e.ID}}); err != nil {
 		o.log.Warn("outbox: delete failed; the relay will retry", "msg_id", e.ID, "err", err)
 	}
 	return true, nil
+}
+
+// apply runs the entry's applier; a discarded entry is deleted.
+func (o *Outbox) apply(ctx context.Context, apply Applier, e *Entry) error {
+	if err := apply(ctx, e); err != nil {
+		var d discardError
+		if errors.As(err, &d) {
+			if _, derr := o.coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: e.ID}}); derr != nil {
+				o.log.Warn("outbox: delete discarded entry", "msg_id", e.ID, "err", derr)
+			}
+			return d.err
+		}
+		return fmt.Errorf("store: outbox apply %s %s: %w", e.Kind, e.ID, err)
+	}
+	return nil
 }
 
 // Sweep finishes entries older than minAge, oldest first, at most limit of
@@ -161,6 +185,10 @@ func (o *Outbox) Sweep(ctx context.Context, minAge time.Duration, limit int64) (
 		published, err := o.finish(ctx, apply, e)
 		if err != nil && ctx.Err() == nil {
 			o.log.Warn("outbox: relay could not finish entry", "msg_id", e.ID, "kind", e.Kind, "err", err)
+		}
+		if !published && err == nil {
+			// NATS is not taking messages; the next sweep tries again.
+			break
 		}
 		if published {
 			done++

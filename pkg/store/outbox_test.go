@@ -516,3 +516,53 @@ func TestRelay(t *testing.T) {
 		t.Fatal("Relay did not return within 5s of cancel")
 	}
 }
+
+// When the change is made but NATS is away, the relay must later publish
+// what the applier announced without making the change again, and a sweep
+// stops at the first failed publish instead of hammering a broker that is
+// down.
+func TestRelayPublishesAppliedEntriesWithoutReapplying(t *testing.T) {
+	pub := &fakePublisher{}
+	o, _ := newOutbox(t, pub)
+	var applied atomic.Int32
+	o.Register("register", func(_ context.Context, e *store.Entry) error {
+		applied.Add(1)
+		env, err := events.NewWithID(e.ID, "test", events.RegistrationDuplicateAttempt, "r1", events.Registration{ID: "r1"})
+		if err != nil {
+			return err
+		}
+		e.Subject = env.Type
+		e.Message, err = env.Marshal()
+		return err
+	})
+	pub.setFail(errors.New("nats: not connected"))
+	for _, id := range []string{"r1", "r2"} {
+		e := newEntry(t, id)
+		e.Kind = "register"
+		if err := o.Write(ctxT(t), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := o.Sweep(ctxT(t), 0, 10); err != nil || n != 0 {
+		t.Fatalf("sweep while NATS is down: %d, %v", n, err)
+	}
+	if got := applied.Load(); got != 2 {
+		t.Fatalf("applier ran %d times with NATS down, want 2 (once per write)", got)
+	}
+
+	pub.setFail(nil)
+	if n, err := o.Sweep(ctxT(t), 0, 10); err != nil || n != 2 {
+		t.Fatalf("sweep after NATS came back: %d, %v", n, err)
+	}
+	if got := applied.Load(); got != 2 {
+		t.Errorf("the relay applied again: %d runs, want 2", got)
+	}
+	for _, c := range pub.calls() {
+		if c.Subject != events.RegistrationDuplicateAttempt {
+			t.Errorf("relay published %s, want the rewritten %s", c.Subject, events.RegistrationDuplicateAttempt)
+		}
+	}
+	if pending(t, o) != 0 {
+		t.Fatal("outbox not empty")
+	}
+}
