@@ -43,13 +43,18 @@ func emailKind(typ string) (string, bool) {
 	return "", false
 }
 
+// duplicateWindow bounds "already registered" emails: at most one per
+// registration (that is, per address and event) in each window, however
+// often someone submits the form with that address (DESIGN §6).
+const duplicateWindow = 10 * time.Minute
+
 // dedupeKey names the email a message asks for, so that every delivery and
 // replay of it names the same email. A registration gets one email per kind
-// and version; a duplicate attempt is its own occurrence, named by the
-// message that reported it.
-func dedupeKey(kind string, reg events.Registration, envelopeID string) string {
+// and version; duplicate attempts get one per registration and
+// duplicateWindow, keyed by the window the attempt's message was made in.
+func dedupeKey(kind string, reg events.Registration, env events.Envelope) string {
 	if kind == kindDuplicate {
-		return "duplicate:" + reg.ID + ":" + envelopeID
+		return fmt.Sprintf("duplicate:%s:%d", reg.ID, env.Time.Truncate(duplicateWindow).Unix())
 	}
 	return fmt.Sprintf("%s:%s:%d", kind, reg.ID, reg.Version)
 }
@@ -97,7 +102,7 @@ func (n *notifier) handleRegistration(ctx context.Context, d bus.Delivery) error
 	if err := checkRegistration(reg); err != nil {
 		return bus.Permanent(fmt.Errorf("%s %s: %w", d.Envelope.Type, d.Envelope.ID, err))
 	}
-	id := jobID(dedupeKey(kind, reg, d.Envelope.ID))
+	id := jobID(dedupeKey(kind, reg, d.Envelope))
 	log := n.log.With("job_id", id, "registration_id", reg.ID, "event_id", reg.EventID, "kind", kind)
 
 	msg, err := n.tmpl.render(kind, reg, d.Envelope.Time)

@@ -2,6 +2,7 @@ package notification
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -224,20 +225,29 @@ func TestOtherKinds(t *testing.T) {
 			"You are already registered: Vienna Roundtable", "You are already registered."},
 	}
 	want := map[string]int{}
+	var firstDup events.Envelope
 	for i, tc := range tests {
 		reg := registration(tc.id)
 		reg.Reason, reg.Status = tc.reason, tc.status
 		env := h.publish(tc.typ, reg)
 		if tc.typ == events.RegistrationDuplicateAttempt {
-			tests[i].wantID = "duplicate." + reg.ID + "." + env.ID
+			firstDup = env
+			tests[i].wantID = fmt.Sprintf("duplicate.%s.%d", reg.ID, env.Time.Truncate(duplicateWindow).Unix())
 		}
 		want[tests[i].wantID] = i
 	}
-	// Each duplicate attempt is an occurrence of its own: a second one, in a
-	// new message, gets a second email.
+	// "Already registered" emails are limited per address: another attempt
+	// in the same window gets none, one in a later window gets its own.
 	dup := registration("01JDUP")
-	env := h.publish(events.RegistrationDuplicateAttempt, dup)
-	want["duplicate.01JDUP."+env.ID] = len(tests) - 1
+	for _, at := range []time.Time{firstDup.Time, firstDup.Time.Add(duplicateWindow)} {
+		env, err := events.New("plenary/registration", events.RegistrationDuplicateAttempt, dup.ID, dup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env.Time = at
+		h.publishEnvelope(env)
+	}
+	want[fmt.Sprintf("duplicate.01JDUP.%d", firstDup.Time.Add(duplicateWindow).Truncate(duplicateWindow).Unix())] = len(tests) - 1
 
 	jobs := h.waitJobs(len(tests) + 1)
 	for _, job := range jobs {
