@@ -9,6 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/plenaryhq/plenary/pkg/events"
 	"github.com/plenaryhq/plenary/pkg/testkit"
 )
 
@@ -72,11 +76,11 @@ func (e *e2e) createEvent(slug string) string {
 	return ev.ID
 }
 
-func (e *e2e) register(slug, email, mode string) {
+func (e *e2e) register(slug, email, mode string, headers ...string) {
 	e.t.Helper()
 	r := e.pub.Do(e.t, "POST", "/api/events/"+slug+"/registrations", map[string]any{
 		"name": "Participant " + email, "email": email, "mode": mode, "consent": true,
-	})
+	}, headers...)
 	if r.Status != http.StatusAccepted {
 		e.t.Fatalf("register %s: %d %s", email, r.Status, r.Body)
 	}
@@ -122,7 +126,8 @@ var manageLink = regexp.MustCompile(`https?://[^\s"<>]+/r/[A-Za-z0-9._-]+`)
 func TestRegistrationSendsExactlyOneConfirmationWithWorkingManageLink(t *testing.T) {
 	e := startStack(t)
 	eventID := e.createEvent("roundtable")
-	e.register("roundtable", "ada@example.org", "online")
+	trace := events.NewTraceParent()
+	e.register("roundtable", "ada@example.org", "online", events.TraceHeader, trace)
 
 	msgs := e.smtp.WaitFor(t, 1, 20*time.Second)
 	m := msgs[0]
@@ -152,6 +157,27 @@ func TestRegistrationSendsExactlyOneConfirmationWithWorkingManageLink(t *testing
 		}
 		return nil
 	})
+	// The request's trace runs through the registration, the mail job and
+	// its status, in the envelope and in the NATS header.
+	nc, err := nats.Connect(e.nats.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []struct{ stream, typ string }{
+		{events.StreamRegistration, events.RegistrationConfirmed},
+		{events.StreamMailStatus, events.MailStatusSent}, // MAIL is a work queue: the job is gone once sent
+	} {
+		envs := testkit.OfType(testkit.ReadStream(t, js, want.stream), want.typ)
+		if len(envs) != 1 || events.TraceID(envs[0].TraceParent) != events.TraceID(trace) {
+			t.Errorf("%s: %d %s messages, trace %v; want 1 in trace %s", want.stream, len(envs), want.typ, envs, events.TraceID(trace))
+		}
+	}
+
 	// Nothing else went out.
 	if got := len(e.smtp.Messages(t)); got != 1 {
 		t.Fatalf("%d emails, want 1", got)

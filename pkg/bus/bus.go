@@ -5,6 +5,7 @@ package bus
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -81,8 +82,16 @@ func (b *Bus) EnsureStreams(ctx context.Context, replicas int, names ...string) 
 // Publish sends body to subject with Nats-Msg-Id = msgID and waits for the
 // stream's ack. A repeat of msgID within the duplicate window is dropped by
 // the server and reported as success.
+// The envelope's traceparent, if any, is copied into the traceparent header.
 func (b *Bus) Publish(ctx context.Context, subject, msgID string, body []byte) error {
-	return b.publishMsg(ctx, &nats.Msg{Subject: subject, Data: body}, msgID)
+	msg := &nats.Msg{Subject: subject, Data: body, Header: nats.Header{}}
+	var trace struct {
+		TraceParent string `json:"traceparent"`
+	}
+	if json.Unmarshal(body, &trace) == nil && trace.TraceParent != "" {
+		msg.Header.Set(events.TraceHeader, trace.TraceParent)
+	}
+	return b.publishMsg(ctx, msg, msgID)
 }
 
 // ErrDisconnected is returned by Publish while the connection to NATS is

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -194,6 +195,14 @@ func (b *Bus) handle(ctx context.Context, cfg ConsumerConfig, handler Handler, m
 
 	env, err := events.Parse(msg.Data())
 	if err == nil {
+		tp := msg.Headers().Get(events.TraceHeader)
+		if tp == "" {
+			tp = env.TraceParent
+		}
+		if id := events.TraceID(tp); id != "" {
+			ctx = events.WithTrace(ctx, tp)
+			log = log.With("trace_id", id)
+		}
 		log = log.With("msg_id", env.ID)
 		err = safeHandle(ctx, handler, Delivery{
 			Envelope:    env,
@@ -263,4 +272,13 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n]
+}
+
+// Log returns log with the trace id of the delivery being handled in ctx, so
+// a handler's lines join the trace of the request that caused them.
+func Log(ctx context.Context, log *slog.Logger) *slog.Logger {
+	if id := events.TraceID(events.TraceFrom(ctx)); id != "" {
+		return log.With("trace_id", id)
+	}
+	return log
 }

@@ -17,14 +17,17 @@ const SpecVersion = "1.0"
 
 // Envelope is a CloudEvents 1.0 structured-mode JSON message.
 type Envelope struct {
-	SpecVersion     string          `json:"specversion"`
-	ID              string          `json:"id"`
-	Source          string          `json:"source"`
-	Type            string          `json:"type"`
-	Time            time.Time       `json:"time"`
-	Subject         string          `json:"subject,omitempty"`
-	DataContentType string          `json:"datacontenttype"`
-	Data            json.RawMessage `json:"data"`
+	SpecVersion     string    `json:"specversion"`
+	ID              string    `json:"id"`
+	Source          string    `json:"source"`
+	Type            string    `json:"type"`
+	Time            time.Time `json:"time"`
+	Subject         string    `json:"subject,omitempty"`
+	DataContentType string    `json:"datacontenttype"`
+	// TraceParent is the CloudEvents distributed-tracing extension: the W3C
+	// trace context of the work that produced the event (see trace.go).
+	TraceParent string          `json:"traceparent,omitempty"`
+	Data        json.RawMessage `json:"data"`
 }
 
 // NewID returns a new ULID: unique, and sortable by creation time.

@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/plenaryhq/plenary/pkg/events"
 )
 
 // BodyLimit is the largest request body accepted; larger ones get 413.
@@ -65,6 +67,7 @@ func New(cfg Config) *fiber.App {
 		cfg.Log.Error("panic in handler", "request_id", requestID(c), "panic", e)
 	}}))
 	app.Use(requestid.New())
+	app.Use(traceContext)
 	app.Use(helmet.New(helmet.Config{ReferrerPolicy: "no-referrer", CrossOriginEmbedderPolicy: "unsafe-none"}))
 	app.Use(accessLog(cfg.Log, httpReqs))
 
@@ -124,9 +127,19 @@ func accessLog(log *slog.Logger, hist *prometheus.HistogramVec) fiber.Handler {
 			return err
 		}
 		log.Info("http", "method", c.Method(), "route", route, "status", status,
-			"duration_ms", float64(elapsed.Microseconds())/1000, "request_id", requestID(c))
+			"duration_ms", float64(elapsed.Microseconds())/1000, "request_id", requestID(c),
+			"trace_id", events.TraceID(events.TraceFrom(c.UserContext())))
 		return err
 	}
+}
+
+// traceContext continues the caller's W3C trace (a traceparent header) or
+// starts one, and puts it in the request's context: events published while
+// handling the request carry it on.
+func traceContext(c *fiber.Ctx) error {
+	tp := events.ChildTraceParent(c.Get(events.TraceHeader))
+	c.SetUserContext(events.WithTrace(c.UserContext(), tp))
+	return c.Next()
 }
 
 func requestID(c *fiber.Ctx) string {

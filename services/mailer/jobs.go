@@ -62,7 +62,7 @@ func (m *mailer) handle(ctx context.Context, d bus.Delivery) error {
 	if job.ID == "" || job.To == "" {
 		return bus.Permanent(errors.New("mail job without id or recipient"))
 	}
-	log := m.log.With("job_id", job.ID, "attempt", d.Attempt)
+	log := bus.Log(ctx, m.log).With("job_id", job.ID, "attempt", d.Attempt)
 
 	if d.Attempt > 1 {
 		done, err := m.sent.has(ctx, job.ID)
@@ -157,5 +157,5 @@ func (m *mailer) status(ctx context.Context, job events.MailJob, status string, 
 	if err != nil {
 		return err
 	}
-	return m.bus.PublishEvent(ctx, env)
+	return m.bus.PublishEvent(ctx, env.Traced(ctx))
 }

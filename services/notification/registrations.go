@@ -103,7 +103,7 @@ func (n *notifier) handleRegistration(ctx context.Context, d bus.Delivery) error
 		return bus.Permanent(fmt.Errorf("%s %s: %w", d.Envelope.Type, d.Envelope.ID, err))
 	}
 	id := jobID(dedupeKey(kind, reg, d.Envelope))
-	log := n.log.With("job_id", id, "registration_id", reg.ID, "event_id", reg.EventID, "kind", kind)
+	log := bus.Log(ctx, n.log).With("job_id", id, "registration_id", reg.ID, "event_id", reg.EventID, "kind", kind)
 
 	msg, err := n.tmpl.render(kind, reg, d.Envelope.Time)
 	if err != nil {
@@ -167,7 +167,7 @@ func (n *notifier) publish(ctx context.Context, rec emailRecord) error {
 	if err != nil {
 		return bus.Permanent(err)
 	}
-	return n.bus.PublishEvent(ctx, env)
+	return n.bus.PublishEvent(ctx, env.Traced(ctx))
 }
 
 // checkRegistration rejects payloads no email can be made from.

@@ -51,6 +51,7 @@ func (r *registrar) createEvent(ctx context.Context, ev *Event) error {
 	if err != nil {
 		return err
 	}
+	env = env.Traced(ctx)
 	entry, err := store.NewEntry(kindEventCreate, env, ev)
 	if err != nil {
 		return err

@@ -80,6 +80,7 @@ func (r *registrar) recordJoin(ctx context.Context, ev *Event, reg *Registration
 	if err != nil {
 		return err
 	}
+	env = env.Traced(ctx)
 	entry, err := store.NewEntry(kindAttendanceJoin, env,
 		attendance{ID: env.ID, EventID: ev.ID, RegistrationID: reg.ID, At: at.UTC()})
 	if err != nil {

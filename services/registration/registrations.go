@@ -89,6 +89,7 @@ func (r *registrar) register(ctx context.Context, ev *Event, reg *Registration) 
 	if err != nil {
 		return err
 	}
+	env = env.Traced(ctx)
 	entry, err := store.NewEntry(kindRegistrationCreate, env, reg)
 	if err != nil {
 		return err
@@ -152,6 +153,9 @@ func (r *registrar) applyRegistrationCreate(ctx context.Context, e *store.Entry)
 	env, err := events.NewWithID(e.ID, source, events.RegistrationDuplicateAttempt, existing.ID, p)
 	if err != nil {
 		return err
+	}
+	if orig, err := events.Parse(e.Message); err == nil {
+		env.TraceParent = orig.TraceParent // the attempt's trace, whoever applies it
 	}
 	body, err := env.Marshal()
 	if err != nil {
