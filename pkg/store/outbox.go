@@ -100,10 +100,14 @@ func (o *Outbox) Register(kind string, apply Applier) {
 	o.appliers[kind] = apply
 }
 
+// ErrDeferred wraps the error of an applier that failed after the entry was
+// recorded: the change is not made yet, and the relay will retry it.
+var ErrDeferred = errors.New("outbox: change deferred to the relay")
+
 // Write records e, applies its state change and publishes it. It returns once
 // the state change is durable; a failed publish is left to the relay and is
-// not an error. An error means the change was not made, or may not have been
-// (then the relay completes it).
+// not an error. An error means the change was not made: if it wraps
+// ErrDeferred, the entry is recorded and the relay will make the change.
 func (o *Outbox) Write(ctx context.Context, e Entry) error {
 	apply, ok := o.appliers[e.Kind]
 	if !ok {
@@ -113,7 +117,14 @@ func (o *Outbox) Write(ctx context.Context, e Entry) error {
 		return fmt.Errorf("store: outbox insert %s: %w", e.ID, Translate(err))
 	}
 	_, err := o.finish(ctx, apply, &e)
-	return err
+	var d discardError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &d):
+		return d.err
+	}
+	return fmt.Errorf("%w: %w", ErrDeferred, err)
 }
 
 // finish applies and publishes e and deletes it. published reports whether
@@ -147,7 +158,8 @@ func (o *Outbox) finish(ctx context.Context, apply Applier, e *Entry) (published
 	return true, nil
 }
 
-// apply runs the entry's applier; a discarded entry is deleted.
+// apply runs the entry's applier; a discarded entry is deleted and its
+// error returned still wrapped by Discard.
 func (o *Outbox) apply(ctx context.Context, apply Applier, e *Entry) error {
 	if err := apply(ctx, e); err != nil {
 		var d discardError
@@ -155,7 +167,7 @@ func (o *Outbox) apply(ctx context.Context, apply Applier, e *Entry) error {
 			if _, derr := o.coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: e.ID}}); derr != nil {
 				o.log.Warn("outbox: delete discarded entry", "msg_id", e.ID, "err", derr)
 			}
-			return d.err
+			return d // still marked, so callers can tell a discard
 		}
 		return fmt.Errorf("store: outbox apply %s %s: %w", e.Kind, e.ID, err)
 	}

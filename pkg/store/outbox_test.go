@@ -374,8 +374,8 @@ func TestWriteTemporaryApplyErrorIsLeftToTheRelay(t *testing.T) {
 	})
 	e := newEntry(t, "r1")
 	e.Kind = "flaky"
-	if err := o.Write(ctx, e); !errors.Is(err, errDown) {
-		t.Fatalf("Write = %v, want an error wrapping the applier's", err)
+	if err := o.Write(ctx, e); !errors.Is(err, errDown) || !errors.Is(err, store.ErrDeferred) {
+		t.Fatalf("Write = %v, want ErrDeferred wrapping the applier's error", err)
 	}
 	if got := pub.calls(); len(got) != 0 {
 		t.Errorf("published %+v before the change was made", got)

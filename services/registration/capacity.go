@@ -25,9 +25,13 @@ import (
 var modes = []string{events.ModeInPerson, events.ModeOnline}
 
 type seatClaim struct {
-	ID             string    `bson:"_id"`
-	EventID        string    `bson:"event_id"`
-	Mode           string    `bson:"mode"`
+	ID      string `bson:"_id"`
+	EventID string `bson:"event_id"`
+	Mode    string `bson:"mode"`
+	// EmailKey is unique among claims: an address already holding a seat of
+	// the event cannot take a second one, not even for a moment (a double
+	// submission would otherwise make someone else "full").
+	EmailKey       string    `bson:"email_key"`
 	RegistrationID string    `bson:"registration_id"`
 	ClaimedAt      time.Time `bson:"claimed_at"`
 }
@@ -42,26 +46,30 @@ func (s *regStore) seatsTaken(ctx context.Context, eventID, mode string) (int, e
 	return int(n), nil
 }
 
-// claimSeat claims a seat of mode for a registration and returns its id, or
-// "" when none is left. Unlimited modes need no claim and return "-".
-func (s *regStore) claimSeat(ctx context.Context, ev *Event, mode, registrationID string) (string, error) {
-	capacity := ev.capacityFor(mode)
+// claimSeat claims a seat of the registration's mode and returns its id, or
+// "" when none is left. Unlimited modes need no claim and return "-". It
+// returns errDuplicateEmail when the registration's address already holds a
+// seat of the event.
+func (s *regStore) claimSeat(ctx context.Context, ev *Event, reg *Registration) (string, error) {
+	capacity := ev.capacityFor(reg.Mode)
 	if capacity == 0 {
 		return unlimitedSeat, nil
 	}
-	taken, err := s.seatsTaken(ctx, ev.ID, mode)
+	taken, err := s.seatsTaken(ctx, ev.ID, reg.Mode)
 	if err != nil {
 		return "", err
 	}
 	if taken >= capacity {
-		return "", nil
+		return "", s.refuseHeldAddress(ctx, reg.EmailKey)
 	}
 	// Start after the seats already taken: under a rush, most claimers find
 	// a free seat within a few tries; freed seats lower down come last.
 	now := time.Now().UTC()
+	checkedEmail := false
 	for i := range capacity {
 		n := (taken+i)%capacity + 1
-		c := seatClaim{ID: seatID(ev.ID, mode, n), EventID: ev.ID, Mode: mode, RegistrationID: registrationID, ClaimedAt: now}
+		c := seatClaim{ID: seatID(ev.ID, reg.Mode, n), EventID: ev.ID, Mode: reg.Mode,
+			EmailKey: reg.EmailKey, RegistrationID: reg.ID, ClaimedAt: now}
 		_, err := s.seats.InsertOne(ctx, c)
 		switch err = store.Translate(err); {
 		case err == nil:
@@ -69,8 +77,28 @@ func (s *regStore) claimSeat(ctx context.Context, ev *Event, mode, registrationI
 		case !errors.Is(err, store.ErrDuplicate):
 			return "", fmt.Errorf("claim seat %s: %w", c.ID, err)
 		}
+		// Taken, or refused for the address? Asked once: the answer holds.
+		if !checkedEmail {
+			checkedEmail = true
+			if err := s.refuseHeldAddress(ctx, reg.EmailKey); err != nil {
+				return "", err
+			}
+		}
 	}
-	return "", nil
+	return "", s.refuseHeldAddress(ctx, reg.EmailKey)
+}
+
+// refuseHeldAddress returns errDuplicateEmail when the address (its email
+// key) already holds a seat of the event.
+func (s *regStore) refuseHeldAddress(ctx context.Context, emailKey string) error {
+	held, err := s.seats.CountDocuments(ctx, bson.D{{Key: "email_key", Value: emailKey}})
+	if err != nil {
+		return fmt.Errorf("claim seat: %w", err)
+	}
+	if held > 0 {
+		return errDuplicateEmail
+	}
+	return nil
 }
 
 // unlimitedSeat marks a registration that holds a place in a mode without a

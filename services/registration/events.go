@@ -29,13 +29,15 @@ const source = "plenary/registration"
 
 // Outbox kinds.
 const (
-	kindEventCreate        = "event.create"
-	kindRegistrationCreate = "registration.create"
+	kindEventCreate           = "event.create"
+	kindRegistrationCreate    = "registration.create"
+	kindRegistrationDuplicate = "registration.duplicate"
 )
 
 func (r *registrar) registerAppliers() {
 	r.outbox.Register(kindEventCreate, r.applyEventCreate)
 	r.outbox.Register(kindRegistrationCreate, r.applyRegistrationCreate)
+	r.outbox.Register(kindRegistrationDuplicate, r.applyRegistrationDuplicate)
 	r.outbox.Register(kindAttendanceJoin, r.applyAttendanceJoin)
 }
 

@@ -82,15 +82,18 @@ func newRegistration(ev *Event, req *RegisterRequest) (*Registration, error) {
 // returns nil for a duplicate too: the participant learns by email, and the
 // response must not tell who is registered.
 func (r *registrar) register(ctx context.Context, ev *Event, reg *Registration) error {
-	if err := r.decide(ctx, ev, reg); err != nil {
+	err := r.decide(ctx, ev, reg)
+	if errors.Is(err, errDuplicateEmail) {
+		return r.registerDuplicate(ctx, reg)
+	}
+	if err != nil {
 		return err
 	}
 	env, err := events.New(source, statusEvent(reg.Status), reg.ID, r.payload(ev, reg))
 	if err != nil {
 		return err
 	}
-	env = env.Traced(ctx)
-	entry, err := store.NewEntry(kindRegistrationCreate, env, reg)
+	entry, err := store.NewEntry(kindRegistrationCreate, env.Traced(ctx), reg)
 	if err != nil {
 		return err
 	}
@@ -100,13 +103,17 @@ func (r *registrar) register(ctx context.Context, ev *Event, reg *Registration) 
 }
 
 // decide sets the status: pending under manual approval, confirmed while
-// seats last, then waitlisted or rejected as full.
+// seats last, then waitlisted or rejected as full. It returns
+// errDuplicateEmail, claiming nothing, when the address is already
+// registered for the event and holds a seat, or when the event is full and
+// the address is registered: a second attempt must neither take a seat from
+// someone else for a moment nor be turned away as "full".
 func (r *registrar) decide(ctx context.Context, ev *Event, reg *Registration) error {
 	if ev.Registration.Approval == ApprovalManual {
 		reg.Status = events.StatusPending
 		return nil
 	}
-	seat, err := r.store.claimSeat(ctx, ev, reg.Mode, reg.ID)
+	seat, err := r.store.claimSeat(ctx, ev, reg)
 	if err != nil {
 		return err
 	}
@@ -116,35 +123,78 @@ func (r *registrar) decide(ctx context.Context, ev *Event, reg *Registration) er
 	case ev.Registration.Waitlist && reg.WaitlistOK:
 		reg.Status = events.StatusWaitlisted
 	default:
+		_, err := r.store.registrationByEmailKey(ctx, reg.EmailKey)
+		if err == nil {
+			return errDuplicateEmail
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		// A rejection does not hold the address: the person may try again,
+		// in another mode or once seats free up.
 		reg.Status, reg.Reason = events.StatusRejected, "full"
+		reg.EmailKey = reg.EmailKey + "|rejected|" + reg.ID
 	}
 	return nil
 }
 
-// applyRegistrationCreate inserts the registration. When the address is
-// already registered for the event, it gives back the seat this attempt
-// took and announces a duplicate attempt instead, so the address's owner
-// gets an "already registered" email with their own links.
-func (r *registrar) applyRegistrationCreate(ctx context.Context, e *store.Entry) error {
-	var reg Registration
-	if err := decodeState(e, &reg); err != nil {
-		return store.Discard(err)
-	}
-	err := r.store.insertRegistration(ctx, &reg)
-	if !errors.Is(err, errDuplicateEmail) {
-		return err
-	}
-	ev, err := r.store.eventByID(ctx, reg.EventID)
+// duplicateState is what a duplicate attempt's outbox entry needs: the
+// address it was for. The registration holding the address may still be on
+// its way (a double submission), so the applier waits for it.
+type duplicateState struct {
+	EmailKey  string    `bson:"email_key"`
+	EventID   string    `bson:"event_id"`
+	CreatedAt time.Time `bson:"created_at"`
+}
+
+// registerDuplicate announces an attempt to register an address that
+// already holds a place. The response is the same 202 as for any
+// registration.
+func (r *registrar) registerDuplicate(ctx context.Context, reg *Registration) error {
+	env, err := events.New(source, events.RegistrationDuplicateAttempt, reg.ID, events.Registration{EventID: reg.EventID})
 	if err != nil {
 		return err
 	}
-	if err := r.store.releaseSeat(ctx, reg.Seat, reg.ID); err != nil {
+	entry, err := store.NewEntry(kindRegistrationDuplicate, env.Traced(ctx),
+		duplicateState{EmailKey: reg.EmailKey, EventID: reg.EventID, CreatedAt: time.Now().UTC()})
+	if err != nil {
 		return err
 	}
-	existing, err := r.store.registrationByEmailKey(ctx, reg.EmailKey)
-	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("registration %s: duplicate address vanished; retrying", reg.ID)
+	if err := r.outbox.Write(ctx, entry); err != nil && !errors.Is(err, store.ErrDeferred) {
+		return err
 	}
+	return nil
+}
+
+// duplicateWait is how long a duplicate attempt waits for the registration
+// holding its address to appear before it is dropped (the holder crashed
+// before it was recorded, and its seat claim will be reconciled away).
+const duplicateWait = 10 * time.Minute
+
+// applyRegistrationDuplicate announces the duplicate attempt with the
+// holder's registration, links included, once that registration exists.
+func (r *registrar) applyRegistrationDuplicate(ctx context.Context, e *store.Entry) error {
+	var d duplicateState
+	if err := decodeState(e, &d); err != nil {
+		return store.Discard(err)
+	}
+	existing, err := r.store.registrationByEmailKey(ctx, d.EmailKey)
+	if errors.Is(err, store.ErrNotFound) {
+		if time.Since(d.CreatedAt) > duplicateWait {
+			return store.Discard(fmt.Errorf("duplicate attempt %s: no registration holds the address", e.ID))
+		}
+		return fmt.Errorf("duplicate attempt %s: the registration holding the address is not recorded yet", e.ID)
+	}
+	if err != nil {
+		return err
+	}
+	return r.announceDuplicate(ctx, e, existing)
+}
+
+// announceDuplicate rewrites e to announce a duplicate attempt against
+// existing, keeping e's id and trace.
+func (r *registrar) announceDuplicate(ctx context.Context, e *store.Entry, existing *Registration) error {
+	ev, err := r.store.eventByID(ctx, existing.EventID)
 	if err != nil {
 		return err
 	}
@@ -163,6 +213,32 @@ func (r *registrar) applyRegistrationCreate(ctx context.Context, e *store.Entry)
 	}
 	e.Subject, e.Message = env.Type, body
 	return nil
+}
+
+// applyRegistrationCreate inserts the registration. When the address is
+// already registered for the event, it gives back the seat this attempt
+// took and announces a duplicate attempt instead, so the address's owner
+// gets an "already registered" email with their own links.
+func (r *registrar) applyRegistrationCreate(ctx context.Context, e *store.Entry) error {
+	var reg Registration
+	if err := decodeState(e, &reg); err != nil {
+		return store.Discard(err)
+	}
+	err := r.store.insertRegistration(ctx, &reg)
+	if !errors.Is(err, errDuplicateEmail) {
+		return err
+	}
+	if err := r.store.releaseSeat(ctx, reg.Seat, reg.ID); err != nil {
+		return err
+	}
+	existing, err := r.store.registrationByEmailKey(ctx, reg.EmailKey)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("registration %s: duplicate address vanished; retrying", reg.ID)
+	}
+	if err != nil {
+		return err
+	}
+	return r.announceDuplicate(ctx, e, existing)
 }
 
 func statusEvent(status string) string {

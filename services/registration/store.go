@@ -36,6 +36,7 @@ func (s *regStore) ensureIndexes(ctx context.Context) error {
 		store.Index{Collection: "registrations", Keys: bson.D{{Key: "email_key", Value: 1}}, Unique: true},
 		store.Index{Collection: "registrations", Keys: bson.D{{Key: "event_id", Value: 1}, {Key: "_id", Value: 1}}},
 		store.Index{Collection: "seats", Keys: bson.D{{Key: "event_id", Value: 1}, {Key: "mode", Value: 1}}},
+		store.Index{Collection: "seats", Keys: bson.D{{Key: "email_key", Value: 1}}, Unique: true},
 	)
 }
 
