@@ -57,7 +57,9 @@ type ConsumerConfig struct {
 	FilterSubjects []string
 	// Workers is the number of messages handled at once (default 1).
 	Workers int
-	// MaxDeliver bounds deliveries of one message (default 10).
+	// MaxDeliver bounds deliveries of one message (default 50: with the
+	// default backoff, about 45 minutes of retrying, so an outage of MongoDB
+	// or NATS that long dead-letters nothing).
 	MaxDeliver int
 	// AckWait is how long a delivery may take before it is redelivered
 	// (default 30s).
@@ -81,7 +83,7 @@ func (c *ConsumerConfig) defaults() {
 		c.Workers = 1
 	}
 	if c.MaxDeliver <= 0 {
-		c.MaxDeliver = 10
+		c.MaxDeliver = 50
 	}
 	if c.AckWait <= 0 {
 		c.AckWait = 30 * time.Second

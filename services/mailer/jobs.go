@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	netmail "net/mail"
+	"regexp"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -78,9 +80,10 @@ func (m *mailer) handle(ctx context.Context, d bus.Delivery) error {
 
 	msg, err := m.compose(job)
 	if err != nil {
+		detail := redact(err.Error())
 		m.outcomes.WithLabelValues(events.MailFailed).Inc()
-		_ = m.status(ctx, job, events.MailFailed, d.Attempt, err.Error())
-		return bus.Permanent(err)
+		_ = m.status(ctx, job, events.MailFailed, d.Attempt, detail)
+		return bus.Permanent(errors.New(detail))
 	}
 
 	start := time.Now()
@@ -106,19 +109,28 @@ func (m *mailer) handle(ctx context.Context, d bus.Delivery) error {
 }
 
 func (m *mailer) failed(ctx context.Context, log *slog.Logger, job events.MailJob, d bus.Delivery, err error) error {
-	detail := err.Error()
+	// SMTP replies and go-mail's errors quote the recipient; logs, statuses
+	// and dead letters get the error without addresses.
+	detail := redact(err.Error())
 	if permanentSMTP(err) || d.LastAttempt {
 		m.outcomes.WithLabelValues(events.MailFailed).Inc()
-		log.Warn("email failed", "err", err)
+		log.Warn("email failed", "err", detail)
 		if serr := m.status(ctx, job, events.MailFailed, d.Attempt, detail); serr != nil {
 			return serr
 		}
-		return bus.Permanent(err)
+		return bus.Permanent(errors.New(detail))
 	}
 	m.outcomes.WithLabelValues(events.MailDeferred).Inc()
-	log.Warn("email deferred", "err", err)
+	log.Warn("email deferred", "err", detail)
 	_ = m.status(ctx, job, events.MailDeferred, d.Attempt, detail)
-	return err
+	return errors.New(detail)
+}
+
+var addressRE = regexp.MustCompile(`[^\s<>"'(),;:\[\]]+@[^\s<>"'(),;:\[\]]+`)
+
+// redact replaces email addresses in s.
+func redact(s string) string {
+	return addressRE.ReplaceAllString(s, "<address>")
 }
 
 func (m *mailer) compose(job events.MailJob) (*mail.Msg, error) {
@@ -126,9 +138,14 @@ func (m *mailer) compose(job events.MailJob) (*mail.Msg, error) {
 	if err := msg.From(m.from); err != nil {
 		return nil, fmt.Errorf("SMTP_FROM: %w", err)
 	}
-	if err := msg.AddToFormat(job.ToName, job.To); err != nil {
-		return nil, fmt.Errorf("recipient: %w", err)
+	// net/mail quotes and encodes the display name, whatever it holds (a
+	// quote, a backslash, non-ASCII): a name must never cost an email.
+	to, err := netmail.ParseAddress(job.To)
+	if err != nil || to.Address != job.To {
+		return nil, errors.New("recipient: not a plain email address")
 	}
+	to.Name = job.ToName
+	msg.ToMailAddress(to)
 	msg.Subject(job.Subject)
 	// A stable Message-ID lets receiving systems drop a duplicate too.
 	msg.SetMessageIDWithValue(job.ID + "@plenary")

@@ -25,8 +25,23 @@ type Config struct {
 	// Workers is how many emails are sent at once; each has its own SMTP
 	// connection.
 	Workers int `env:"MAILER_WORKERS" envDefault:"4"`
-	// MaxDeliver bounds attempts per email before it is marked failed.
-	MaxDeliver int `env:"MAILER_MAX_DELIVER" envDefault:"8"`
+	// MaxDeliver bounds attempts per email before it is marked failed. With
+	// the default backoff, 20 attempts span about seven hours: greylisting
+	// and a relay's outage of a few hours cost no email.
+	MaxDeliver int `env:"MAILER_MAX_DELIVER" envDefault:"20"`
+	// RetryBase is the wait after the first temporary failure; it doubles
+	// with each attempt up to RetryMax.
+	RetryBase time.Duration `env:"MAILER_RETRY_BASE" envDefault:"30s"`
+	RetryMax  time.Duration `env:"MAILER_RETRY_MAX" envDefault:"30m"`
+}
+
+// backoff waits RetryBase, twice that, … at most RetryMax.
+func (c Config) backoff(attempt int) time.Duration {
+	d := c.RetryBase
+	for i := 1; i < attempt && d < c.RetryMax; i++ {
+		d *= 2
+	}
+	return min(d, c.RetryMax)
 }
 
 // SMTPConfig says where and how to send.
@@ -77,6 +92,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			Durable:    "mailer",
 			Workers:    cfg.Workers,
 			MaxDeliver: cfg.MaxDeliver,
+			Backoff:    cfg.backoff,
 			AckWait:    cfg.SMTP.Timeout*2 + 10*time.Second,
 		}, m.handle)
 	})

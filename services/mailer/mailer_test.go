@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	netmail "net/mail"
 	"strings"
 	"testing"
 	"time"
@@ -37,6 +38,8 @@ func newHarness(t *testing.T) *harness {
 		SMTP:       SMTPConfig{Addr: h.smtp.Addr, TLS: "none", From: "Plenary <no-reply@example.org>", Timeout: 5 * time.Second},
 		Workers:    2,
 		MaxDeliver: 3,
+		RetryBase:  10 * time.Millisecond,
+		RetryMax:   50 * time.Millisecond,
 	}
 	b, err := bus.Connect(context.Background(), h.nats.URL, "test", 5*time.Second, testkit.Logger(t))
 	if err != nil {
@@ -243,5 +246,71 @@ func TestConfigRejectsBadSMTPSettings(t *testing.T) {
 func TestPermanentSMTPClassification(t *testing.T) {
 	if permanentSMTP(errors.New("dial tcp: connection refused")) {
 		t.Error("a network error is temporary")
+	}
+}
+
+func TestAnyDisplayNameIsDelivered(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	names := []string{`O"Brien`, `Ada Lovelace\`, `x" <attacker@evil.example>`, "Алёна Купчина"}
+	for i, name := range names {
+		id := fmt.Sprintf("name.%d", i)
+		env, _ := events.NewWithID(id, "test", events.MailSend, "reg", events.MailJob{
+			ID: id, To: fmt.Sprintf("n%d@example.org", i), ToName: name, Subject: id, Text: "t",
+		})
+		if err := h.bus.PublishEvent(context.Background(), env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs := h.smtp.WaitFor(t, len(names), 15*time.Second)
+	for _, m := range msgs {
+		if len(m.Envelope.To) != 1 || !strings.HasSuffix(m.Envelope.To[0], "@example.org") {
+			t.Errorf("%s went to %v", m.Subject, m.Envelope.To)
+		}
+		addr, err := netmail.ParseAddress(m.To)
+		if err != nil {
+			t.Errorf("To header %q does not parse: %v", m.To, err)
+			continue
+		}
+		var i int
+		fmt.Sscanf(m.Subject, "name.%d", &i)
+		if addr.Name != names[i] {
+			t.Errorf("display name %q, want %q", addr.Name, names[i])
+		}
+	}
+}
+
+func TestFailuresDoNotLeakAddresses(t *testing.T) {
+	h := newHarness(t)
+	h.smtp.FailPermanently(true)
+	h.start()
+	ids := h.queue(1)
+	h.waitStatus(ids[0], events.MailFailed)
+	for _, env := range testkit.ReadStream(t, h.bus.JS, events.StreamMailStatus) {
+		var st events.MailStatus
+		_ = env.Decode(&st)
+		if strings.Contains(st.Detail, "@") {
+			t.Errorf("status detail carries an address: %q", st.Detail)
+		}
+	}
+	if got := redact("550 5.1.1 <ada@example.org>: Recipient rejected, affected recipient(s): <ada@example.org>"); strings.Contains(got, "@") {
+		t.Errorf("redact left an address: %q", got)
+	}
+}
+
+func TestBackoffGrowsToItsCap(t *testing.T) {
+	c := Config{RetryBase: 30 * time.Second, RetryMax: 30 * time.Minute}
+	want := []time.Duration{30 * time.Second, time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute, 16 * time.Minute, 30 * time.Minute, 30 * time.Minute}
+	var total time.Duration
+	for i, w := range want {
+		if got := c.backoff(i + 1); got != w {
+			t.Errorf("backoff(%d) = %s, want %s", i+1, got, w)
+		}
+	}
+	for a := 1; a < 20; a++ {
+		total += c.backoff(a)
+	}
+	if total < 6*time.Hour {
+		t.Errorf("20 attempts span %s; greylisting and relay outages need hours", total)
 	}
 }
