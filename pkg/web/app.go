@@ -34,8 +34,8 @@ type Config struct {
 	Metrics *prometheus.Registry
 	// Ready checks dependencies for /readyz, by name.
 	Ready map[string]func(context.Context) error
-	// TrustedProxies may set X-Forwarded-For; the client IP (rate limits)
-	// is read from it only for requests from these addresses or ranges.
+	// TrustedProxies are the load balancers (addresses or ranges) whose
+	// X-Forwarded-For is believed when finding the client's IP; see ClientIP.
 	TrustedProxies []string
 }
 
@@ -43,16 +43,13 @@ type Config struct {
 // and /metrics routes. Add the service's routes to it.
 func New(cfg Config) *fiber.App {
 	app := fiber.New(fiber.Config{
-		AppName:                 cfg.Service,
-		BodyLimit:               BodyLimit,
-		DisableStartupMessage:   true,
-		ReadTimeout:             30 * time.Second,
-		WriteTimeout:            30 * time.Second,
-		IdleTimeout:             2 * time.Minute,
-		ErrorHandler:            errorHandler(cfg.Log),
-		ProxyHeader:             proxyHeader(cfg.TrustedProxies),
-		EnableTrustedProxyCheck: len(cfg.TrustedProxies) > 0,
-		TrustedProxies:          cfg.TrustedProxies,
+		AppName:               cfg.Service,
+		BodyLimit:             BodyLimit,
+		DisableStartupMessage: true,
+		ReadTimeout:           30 * time.Second,
+		WriteTimeout:          30 * time.Second,
+		IdleTimeout:           2 * time.Minute,
+		ErrorHandler:          errorHandler(cfg.Log),
 	})
 	httpReqs := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "http_request_duration_seconds",
@@ -68,6 +65,7 @@ func New(cfg Config) *fiber.App {
 	}}))
 	app.Use(requestid.New())
 	app.Use(traceContext)
+	app.Use(clientIP(parsePrefixes(cfg.TrustedProxies, cfg.Log)))
 	app.Use(helmet.New(helmet.Config{ReferrerPolicy: "no-referrer", CrossOriginEmbedderPolicy: "unsafe-none"}))
 	app.Use(accessLog(cfg.Log, httpReqs))
 
@@ -95,13 +93,6 @@ func New(cfg Config) *fiber.App {
 	})
 	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(cfg.Metrics, promhttp.HandlerOpts{})))
 	return app
-}
-
-func proxyHeader(trusted []string) string {
-	if len(trusted) == 0 {
-		return ""
-	}
-	return fiber.HeaderXForwardedFor
 }
 
 // accessLog logs one line per request with the route pattern, never the raw

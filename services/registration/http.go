@@ -1,6 +1,8 @@
 package registration
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -45,17 +47,13 @@ func (r *registrar) registrationGuards() []fiber.Handler {
 	return []fiber.Handler{
 		limiter.New(limiter.Config{
 			Max: r.cfg.RatePerIP, Expiration: time.Minute, LimitReached: tooMany,
-			KeyGenerator: func(c *fiber.Ctx) string { return "ip:" + c.IP() },
+			KeyGenerator: func(c *fiber.Ctx) string { return "ip:" + web.ClientIP(c) },
 		}),
+		scopeIdempotencyKey,
 		idempotency.New(idempotency.Config{
-			Lifetime:  30 * time.Minute,
-			KeyHeader: "Idempotency-Key",
-			KeyHeaderValidate: func(k string) error {
-				if len(k) == 0 || len(k) > 255 {
-					return errors.New("Idempotency-Key must be 1 to 255 characters")
-				}
-				return nil
-			},
+			Lifetime:          30 * time.Minute,
+			KeyHeader:         idempotencyHeader,
+			KeyHeaderValidate: func(k string) error { return nil }, // checked by scopeIdempotencyKey
 		}),
 		limiter.New(limiter.Config{
 			Max: r.cfg.RatePerEmail, Expiration: time.Minute, LimitReached: tooMany,
@@ -65,6 +63,30 @@ func (r *registrar) registrationGuards() []fiber.Handler {
 		}),
 	}
 }
+
+// scopeIdempotencyKey makes an Idempotency-Key mean "this request again":
+// the key the middleware stores is a hash of the client's key, the path and
+// the body, so two clients that happen to choose the same key (a counter,
+// say) never receive each other's response.
+func scopeIdempotencyKey(c *fiber.Ctx) error {
+	k := c.Get(idempotencyHeader)
+	if k == "" {
+		return c.Next()
+	}
+	if len(k) > 255 {
+		return web.BadRequest("Idempotency-Key must be at most 255 characters")
+	}
+	h := sha256.New()
+	h.Write([]byte(k))
+	h.Write([]byte{0})
+	h.Write([]byte(c.Path()))
+	h.Write([]byte{0})
+	h.Write(c.Body())
+	c.Request().Header.Set(idempotencyHeader, hex.EncodeToString(h.Sum(nil)))
+	return c.Next()
+}
+
+const idempotencyHeader = "Idempotency-Key"
 
 // emailOf reads the address a registration is for, from JSON or a form.
 func emailOf(c *fiber.Ctx) string {

@@ -499,3 +499,39 @@ func mustSigner(t *testing.T, key string) *links.Signer {
 	}
 	return s
 }
+
+// Two clients choosing the same Idempotency-Key (a counter, say) must not
+// receive each other's response: each registration is made.
+func TestIdempotencyKeysOfDifferentRequestsDoNotCollide(t *testing.T) {
+	h := newHarness(t)
+	h.createEvent("keys")
+	for _, who := range []string{"alice@example.org", "bob@example.org"} {
+		if r := h.register("keys", who, events.ModeOnline, "Idempotency-Key", "1"); r.Status != http.StatusAccepted {
+			t.Fatalf("%s: %d", who, r.Status)
+		}
+	}
+	h.waitPublished(events.RegistrationConfirmed, 2)
+	if r := h.register("keys", "carol@example.org", events.ModeOnline, "Idempotency-Key", strings.Repeat("k", 256)); r.Status != http.StatusBadRequest {
+		t.Fatalf("an overlong key: %d, want 400", r.Status)
+	}
+}
+
+// Behind a trusted proxy, the per-IP limit counts the client the proxy saw,
+// whatever the client wrote into X-Forwarded-For.
+func TestRateLimitPerIPCannotBeDodgedWithForwardedFor(t *testing.T) {
+	h := newHarness(t, func(c *Config) {
+		c.RatePerIP = 2
+		c.TrustedProxies = []string{"127.0.0.1"}
+	})
+	h.createEvent("ip-limit")
+	statuses := []int{}
+	for i := range 4 {
+		// What a load balancer appending to the header would forward.
+		xff := fmt.Sprintf("198.51.100.%d, 203.0.113.7", i)
+		r := h.register("ip-limit", fmt.Sprintf("p%d@example.org", i), events.ModeOnline, "X-Forwarded-For", xff)
+		statuses = append(statuses, r.Status)
+	}
+	if statuses[2] != http.StatusTooManyRequests || statuses[3] != http.StatusTooManyRequests {
+		t.Fatalf("statuses %v: the spoofed left-most address dodged the limit", statuses)
+	}
+}
