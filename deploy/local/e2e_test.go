@@ -86,8 +86,9 @@ func (e *e2e) register(slug, email, mode string, headers ...string) {
 	}
 }
 
-// emailLog returns the notification service's status per recipient.
-func (e *e2e) emailLog(eventID string) map[string]string {
+// emailLog returns the notification service's log: recipient and status
+// of every email, one entry per email.
+func (e *e2e) emailLog(eventID string) [][2]string {
 	e.t.Helper()
 	r := e.admin.Do(e.t, "GET", "/admin/events/"+eventID+"/emails", nil)
 	if r.Status != http.StatusOK {
@@ -97,28 +98,67 @@ func (e *e2e) emailLog(eventID string) map[string]string {
 		Items []struct{ To, Status string }
 	}
 	r.JSON(e.t, &body)
-	out := map[string]string{}
+	var out [][2]string
 	for _, it := range body.Items {
-		out[it.To] = it.Status
+		out = append(out, [2]string{it.To, it.Status})
 	}
 	return out
 }
 
+// waitEmailLog waits until the log holds exactly n emails, all in status.
 func (e *e2e) waitEmailLog(eventID string, n int, status string) {
 	e.t.Helper()
 	testkit.Eventually(e.t, 20*time.Second, func() error {
 		log := e.emailLog(eventID)
 		count := 0
-		for _, s := range log {
-			if s == status {
+		for _, it := range log {
+			if it[1] == status {
 				count++
 			}
 		}
-		if count != n {
-			return fmt.Errorf("email log %v: want %d %s", log, n, status)
+		if count != n || len(log) != n {
+			return fmt.Errorf("email log %v: want %d emails, all %s", log, n, status)
 		}
 		return nil
 	})
+}
+
+// settle waits until notification and the mailer have handled everything on
+// the bus, so that counting emails after it would see a late duplicate.
+func (e *e2e) settle() {
+	e.t.Helper()
+	nc, err := nats.Connect(e.nats.URL)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	testkit.WaitIdle(e.t, js, events.StreamRegistration, "notification")
+	testkit.WaitIdle(e.t, js, events.StreamMail, "mailer")
+	testkit.WaitIdle(e.t, js, events.StreamMailStatus, "notification-status")
+}
+
+// exactlyOneEach settles, then checks that each address got exactly one
+// email and nobody else got any.
+func (e *e2e) exactlyOneEach(addrs ...string) {
+	e.t.Helper()
+	e.settle()
+	got := map[string]int{}
+	for _, m := range e.smtp.Messages(e.t) {
+		got[m.Envelope.To[0]]++
+	}
+	for _, a := range addrs {
+		if got[a] != 1 {
+			e.t.Errorf("%s got %d emails, want exactly 1", a, got[a])
+		}
+		delete(got, a)
+	}
+	if len(got) != 0 {
+		e.t.Errorf("unexpected emails: %v", got)
+	}
 }
 
 var manageLink = regexp.MustCompile(`https?://[^\s"<>]+/r/[A-Za-z0-9._-]+`)
@@ -178,10 +218,8 @@ func TestRegistrationSendsExactlyOneConfirmationWithWorkingManageLink(t *testing
 		}
 	}
 
-	// Nothing else went out.
-	if got := len(e.smtp.Messages(t)); got != 1 {
-		t.Fatalf("%d emails, want 1", got)
-	}
+	// Nothing else went out, not even late.
+	e.exactlyOneEach("ada@example.org")
 }
 
 func TestMailerStoppedWhileJobsQueuedLosesAndDuplicatesNothing(t *testing.T) {
@@ -203,16 +241,12 @@ func TestMailerStoppedWhileJobsQueuedLosesAndDuplicatesNothing(t *testing.T) {
 	if err := e.stack.Start(Mailer); err != nil {
 		t.Fatal(err)
 	}
-	msgs := e.smtp.WaitFor(t, n, 30*time.Second)
-	perRecipient := map[string]int{}
-	for _, m := range msgs {
-		perRecipient[m.To]++
-	}
+	e.smtp.WaitFor(t, n, 30*time.Second)
+	var want []string
 	for i := range n {
-		if c := countFor(perRecipient, fmt.Sprintf("p%d@example.org", i)); c != 1 {
-			t.Errorf("p%d got %d emails, want 1", i, c)
-		}
+		want = append(want, fmt.Sprintf("p%d@example.org", i))
 	}
+	e.exactlyOneEach(want...)
 	e.waitEmailLog(eventID, n, "sent")
 }
 
@@ -232,27 +266,9 @@ func TestOutagesOfNotificationAndNATSLoseNothing(t *testing.T) {
 	if err := e.stack.Start(Notification); err != nil {
 		t.Fatal(err)
 	}
-	msgs := e.smtp.WaitFor(t, 2, 45*time.Second)
-	got := map[string]int{}
-	for _, m := range msgs {
-		got[m.To]++
-	}
-	for _, who := range []string{"during-notification-outage@example.org", "during-nats-outage@example.org"} {
-		if c := countFor(got, who); c != 1 {
-			t.Errorf("%s got %d emails, want 1", who, c)
-		}
-	}
+	e.smtp.WaitFor(t, 2, 45*time.Second)
+	e.exactlyOneEach("during-notification-outage@example.org", "during-nats-outage@example.org")
 	e.waitEmailLog(eventID, 2, "sent")
-}
-
-func countFor(perRecipient map[string]int, addr string) int {
-	n := 0
-	for to, c := range perRecipient {
-		if strings.Contains(to, addr) {
-			n += c
-		}
-	}
-	return n
 }
 
 func TestRoutes(t *testing.T) {

@@ -19,9 +19,10 @@ import (
 
 // Bus is a connection to NATS with its JetStream context.
 type Bus struct {
-	NC  *nats.Conn
-	JS  jetstream.JetStream
-	log *slog.Logger
+	NC     *nats.Conn
+	JS     jetstream.JetStream
+	log    *slog.Logger
+	closed chan struct{}
 }
 
 // Connect dials url and keeps reconnecting for ever once connected. If NATS
@@ -30,8 +31,10 @@ func Connect(ctx context.Context, url, name string, wait time.Duration, log *slo
 	if wait <= 0 {
 		wait = 10 * time.Second
 	}
+	closed := make(chan struct{})
 	opts := []nats.Option{
 		nats.Name(name),
+		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500 * time.Millisecond),
 		nats.Timeout(2 * time.Second),
@@ -51,7 +54,7 @@ func Connect(ctx context.Context, url, name string, wait time.Duration, log *slo
 				nc.Close()
 				return nil, fmt.Errorf("bus: jetstream: %w", err)
 			}
-			return &Bus{NC: nc, JS: js, log: log}, nil
+			return &Bus{NC: nc, JS: js, log: log, closed: closed}, nil
 		}
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("bus: cannot reach NATS at %s after %s (is it running? set NATS_URL): %w", url, wait, err)
@@ -129,7 +132,18 @@ func (b *Bus) Ready(ctx context.Context) error {
 	return nil
 }
 
-// Close flushes and closes the connection.
+// Close drains the connection (pending publishes and acks go out) and waits
+// for it to close.
 func (b *Bus) Close() {
-	_ = b.NC.Drain()
+	if err := b.NC.Drain(); err != nil {
+		b.NC.Close()
+	}
+	// Drain is asynchronous: wait for it, so the last acks and publishes
+	// are on the wire before the process exits.
+	select {
+	case <-b.closed:
+	case <-time.After(10 * time.Second):
+		b.log.Warn("nats: drain did not finish in 10s; closing")
+		b.NC.Close()
+	}
 }

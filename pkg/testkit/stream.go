@@ -47,3 +47,28 @@ func OfType(envs []events.Envelope, typ string) []events.Envelope {
 	}
 	return out
 }
+
+// WaitIdle waits until the durable consumer has handled everything its
+// stream holds for it: nothing pending, nothing awaiting an ack, nothing
+// waiting to be redelivered. Count outcomes after it, so that a late
+// duplicate (a redelivery, a replay) has had its chance to show.
+func WaitIdle(t testing.TB, js jetstream.JetStream, stream, durable string) {
+	t.Helper()
+	Eventually(t, 30*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		c, err := js.Consumer(ctx, stream, durable)
+		if err != nil {
+			return err
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.NumPending != 0 || info.NumAckPending != 0 || info.NumRedelivered != 0 {
+			return Errorf("%s/%s: %d pending, %d awaiting ack, %d redelivered",
+				stream, durable, info.NumPending, info.NumAckPending, info.NumRedelivered)
+		}
+		return nil
+	})
+}

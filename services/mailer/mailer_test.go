@@ -217,7 +217,10 @@ func TestStopAndRestartLosesAndDuplicatesNothing(t *testing.T) {
 	}
 
 	h.start()
-	msgs := h.smtp.WaitFor(t, len(ids), 30*time.Second)
+	h.smtp.WaitFor(t, len(ids), 30*time.Second)
+	// Count once the queue is done: a late redelivery would show now.
+	testkit.WaitIdle(t, h.bus.JS, events.StreamMail, "mailer")
+	msgs := h.smtp.Messages(t)
 	seen := map[string]int{}
 	for _, m := range msgs {
 		seen[m.Subject]++

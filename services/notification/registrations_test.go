@@ -52,11 +52,14 @@ func TestConfirmationOnline(t *testing.T) {
 	for _, want := range []string{
 		"BEGIN:VCALENDAR", "METHOD:PUBLISH", "BEGIN:VEVENT", "UID:01JONLINE@plenary",
 		"DTSTART:20201109T080000Z", "DTEND:20201109T163000Z", "SUMMARY:Vienna Roundtable",
-		"LOCATION:Online", "DESCRIPTION:Manage your registration: " + reg.ManageURL,
+		"LOCATION:Online", "DESCRIPTION:Event page: " + reg.Event.PublicURL,
 	} {
 		if !strings.Contains(ical, want+"\r\n") {
 			t.Errorf("invite.ics lacks line %q:\n%s", want, ical)
 		}
+	}
+	if strings.Contains(ical, "/r/") || strings.Contains(ical, "/j/") {
+		t.Errorf("invite.ics carries a personal link:\n%s", ical)
 	}
 }
 
@@ -118,6 +121,22 @@ func TestRedeliveryAndReplayYieldOneJob(t *testing.T) {
 	if len(list.Items) != 2 {
 		t.Errorf("email log has %d emails, want 2: %+v", len(list.Items), list.Items)
 	}
+	// NATS would drop a second publish of the same job anyway; what counts
+	// is that the service queued each email once and only replayed after.
+	_, metrics := h.get("/metrics", "")
+	if !strings.Contains(string(metrics), `notification_mail_jobs_total{kind="confirmation",outcome="queued"} 2`) {
+		t.Errorf("the service queued the emails other than once each:\n%s", grepLines(string(metrics), "notification_mail_jobs_total"))
+	}
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // A crash between the claim and the publish leaves a claimed email that was

@@ -248,7 +248,12 @@ func invite(reg events.Registration, stamp time.Time) ([]byte, error) {
 	if location != "" {
 		vev.SetLocation(location)
 	}
-	vev.SetDescription("Manage your registration: " + oneLine(reg.ManageURL))
+	// Calendar entries get shared (with an assistant, a delegation), so the
+	// invite carries the public event page, never the personal manage link.
+	if ev.PublicURL != "" {
+		vev.SetDescription("Event page: " + oneLine(ev.PublicURL))
+		vev.SetURL(oneLine(ev.PublicURL))
+	}
 	var b bytes.Buffer
 	if err := cal.SerializeTo(&b, ics.WithNewLineWindows); err != nil { // RFC 5545 lines end in CRLF
 		return nil, fmt.Errorf("invite.ics: %w", err)

@@ -160,8 +160,10 @@ type publicEvent struct {
 	Questions   []Question `json:"questions"`
 	Locales     []string   `json:"locales"`
 	Open        bool       `json:"registration_open"`
-	// Seats says per mode whether a seat is free now (or a waitlist place).
+	// Seats says per mode whether a seat is free now.
 	Seats map[string]bool `json:"seats_available"`
+	// Waitlist says whether a full mode still takes people on a waiting list.
+	Waitlist bool `json:"waitlist"`
 }
 
 func (r *registrar) handlePublicEvent(c *fiber.Ctx) error {
@@ -182,6 +184,7 @@ func (r *registrar) handlePublicEvent(c *fiber.Ctx) error {
 		Slug: ev.Slug, Title: ev.Title, Description: ev.Description, Timezone: ev.Timezone,
 		StartsAt: ev.StartsAt, EndsAt: ev.EndsAt, Venue: ev.Venue, Questions: ev.Questions,
 		Locales: ev.Locales, Open: openForRegistration(ev, time.Now()) == nil, Seats: seats,
+		Waitlist: ev.Registration.Waitlist,
 	})
 }
 

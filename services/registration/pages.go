@@ -37,8 +37,8 @@ button{margin-top:1.5rem;padding:.6rem 1.2rem;font:inherit}</style></head><body>
 <label for="email">Email</label>{{with index .Errors "email"}}<span class="error">{{.}}</span>{{end}}
 <input type="email" id="email" name="email" maxlength="254" required value="{{.Form.Get "email"}}">
 <label>How will you attend?</label>{{with index .Errors "mode"}}<span class="error">{{.}}</span>{{end}}
-<span class="choice"><input type="radio" name="mode" value="in_person" id="m-ip" {{if eq (.Form.Get "mode") "in_person"}}checked{{end}}> <label class="choice" for="m-ip" style="display:inline">In person{{if .Event.Venue.Name}} at {{.Event.Venue.Name}}{{end}}{{if not .Seats.in_person}} (full){{end}}</label></span>
-<span class="choice"><input type="radio" name="mode" value="online" id="m-on" {{if eq (.Form.Get "mode") "online"}}checked{{end}}> <label class="choice" for="m-on" style="display:inline">Online{{if not .Seats.online}} (full){{end}}</label></span>
+<span class="choice"><input type="radio" name="mode" value="in_person" id="m-ip" {{if eq (.Form.Get "mode") "in_person"}}checked{{end}}> <label class="choice" for="m-ip" style="display:inline">In person{{if .Event.Venue.Name}} at {{.Event.Venue.Name}}{{end}}{{if not .Seats.in_person}} (full{{if .Event.Registration.Waitlist}}: waiting list{{end}}){{end}}</label></span>
+<span class="choice"><input type="radio" name="mode" value="online" id="m-on" {{if eq (.Form.Get "mode") "online"}}checked{{end}}> <label class="choice" for="m-on" style="display:inline">Online{{if not .Seats.online}} (full{{if .Event.Registration.Waitlist}}: waiting list{{end}}){{end}}</label></span>
 <label for="timezone">Your time zone <span class="muted">(optional, e.g. Asia/Tokyo; for online attendees)</span></label>{{with index .Errors "timezone"}}<span class="error">{{.}}</span>{{end}}
 <input type="text" id="timezone" name="timezone" maxlength="64" value="{{.Form.Get "timezone"}}">
 {{range .Event.Questions}}{{$id := .ID}}
@@ -101,7 +101,7 @@ func (r *registrar) renderEventPage(c *fiber.Ctx, ev *Event, status int, form ur
 	seats := map[string]bool{}
 	for _, mode := range modes {
 		n, limited := left[mode]
-		seats[mode] = !limited || n > 0 || ev.Registration.Waitlist
+		seats[mode] = !limited || n > 0
 	}
 	closed := ""
 	if err := openForRegistration(ev, time.Now()); err != nil {
