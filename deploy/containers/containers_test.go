@@ -178,8 +178,7 @@ func (s *stack) inbox() map[string]int {
 // else arrived.
 func (s *stack) waitInbox(addrs ...string) {
 	s.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	err := eventually(60*time.Second, func() error {
 		got := s.inbox()
 		ok := len(got) == len(addrs)
 		for _, a := range addrs {
@@ -188,13 +187,35 @@ func (s *stack) waitInbox(addrs ...string) {
 			}
 			ok = ok && got[a] == 1
 		}
-		if ok {
-			return
+		if !ok {
+			return fmt.Errorf("inbox %v, want one email each for %v", got, addrs)
 		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("inbox %v after 60s, want one email each for %v", got, addrs)
+		return nil
+	})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// waitLog waits until the email log of the event lists n emails, all sent.
+func (s *stack) waitLog(eventID string, n int) {
+	s.t.Helper()
+	err := eventually(30*time.Second, func() error {
+		var log struct{ Items []struct{ To, Status string } }
+		s.call(http.MethodGet, s.notification+"/admin/events/"+eventID+"/emails", nil, &log)
+		sent := 0
+		for _, it := range log.Items {
+			if it.Status == "sent" {
+				sent++
+			}
 		}
-		time.Sleep(200 * time.Millisecond)
+		if len(log.Items) != n || sent != n {
+			return fmt.Errorf("email log %+v, want %d emails, all sent", log.Items, n)
+		}
+		return nil
+	})
+	if err != nil {
+		s.t.Fatal(err)
 	}
 }
 
@@ -223,18 +244,7 @@ func TestPlenaryInContainers(t *testing.T) {
 	t.Run("one registration, one email, logged as sent", func(t *testing.T) {
 		s.register("containers", "first@example.org")
 		s.waitInbox("first@example.org")
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			var log struct{ Items []struct{ To, Status string } }
-			s.call(http.MethodGet, s.notification+"/admin/events/"+ev.ID+"/emails", nil, &log)
-			if len(log.Items) == 1 && log.Items[0].Status == "sent" {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("email log %+v, want one sent", log.Items)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+		s.waitLog(ev.ID, 1)
 	})
 
 	t.Run("mailer stopped while jobs queue up", func(t *testing.T) {
@@ -259,6 +269,10 @@ func TestPlenaryInContainers(t *testing.T) {
 		if err := s.nats.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
+		s.waitInbox("first@example.org", "queued-1@example.org", "queued-2@example.org", "outage@example.org")
+		// Every status reported: nothing is in flight that could still
+		// arrive as a late duplicate.
+		s.waitLog(ev.ID, 4)
 		s.waitInbox("first@example.org", "queued-1@example.org", "queued-2@example.org", "outage@example.org")
 	})
 }
