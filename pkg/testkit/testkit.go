@@ -42,7 +42,7 @@ func Eventually(t testing.TB, timeout time.Duration, check func() error) {
 // Logger returns a JSON logger whose output is printed only if the test fails.
 func Logger(t testing.TB) *slog.Logger {
 	t.Helper()
-	buf := &syncBuffer{}
+	buf := &Buffer{}
 	t.Cleanup(func() {
 		if t.Failed() || os.Getenv("TESTKIT_LOGS") != "" {
 			t.Logf("logs:\n%s", buf.String())
@@ -51,18 +51,21 @@ func Logger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-type syncBuffer struct {
+// Buffer is a bytes.Buffer that a logger and a test can use at once.
+type Buffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+// Write appends p.
+func (b *Buffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+// String returns what was written.
+func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -384,26 +383,8 @@ func TestSecurityHeadersAndRequestID(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the logger and the test at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestAccessLogHasRouteNotPath(t *testing.T) {
-	var out syncBuffer
+	var out testkit.Buffer
 	log := slog.New(slog.NewJSONHandler(&out, nil))
 	app := newApp(t, log, nil)
 	resp, _ := do(t, app, httptest.NewRequest("GET", "/r/secret-manage-token", nil))

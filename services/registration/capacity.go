@@ -136,6 +136,21 @@ func (s *regStore) seatsLeft(ctx context.Context, ev *Event) (map[string]int, er
 	return out, nil
 }
 
+// seatsAvailable says per mode whether a seat is free now (always, in an
+// unlimited mode).
+func (s *regStore) seatsAvailable(ctx context.Context, ev *Event) (map[string]bool, error) {
+	left, err := s.seatsLeft(ctx, ev)
+	if err != nil {
+		return nil, err
+	}
+	seats := map[string]bool{}
+	for _, mode := range modes {
+		n, limited := left[mode]
+		seats[mode] = !limited || n > 0
+	}
+	return seats, nil
+}
+
 // reconcileSeats deletes claims older than minAge whose registration does
 // not hold them: a crash between claiming a seat and writing the outbox
 // entry leaves such a claim. Finish the outbox first (see registrar), or a

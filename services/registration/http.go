@@ -171,14 +171,9 @@ func (r *registrar) handlePublicEvent(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	left, err := r.store.seatsLeft(c.UserContext(), ev)
+	seats, err := r.store.seatsAvailable(c.UserContext(), ev)
 	if err != nil {
 		return err
-	}
-	seats := map[string]bool{}
-	for _, mode := range modes {
-		n, limited := left[mode]
-		seats[mode] = !limited || n > 0
 	}
 	return c.JSON(publicEvent{
 		Slug: ev.Slug, Title: ev.Title, Description: ev.Description, Timezone: ev.Timezone,

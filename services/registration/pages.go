@@ -94,14 +94,9 @@ func (r *registrar) pageEvent(c *fiber.Ctx) error {
 }
 
 func (r *registrar) renderEventPage(c *fiber.Ctx, ev *Event, status int, form url.Values, errs map[string]string, done bool) error {
-	left, err := r.store.seatsLeft(c.UserContext(), ev)
+	seats, err := r.store.seatsAvailable(c.UserContext(), ev)
 	if err != nil {
 		return err
-	}
-	seats := map[string]bool{}
-	for _, mode := range modes {
-		n, limited := left[mode]
-		seats[mode] = !limited || n > 0
 	}
 	closed := ""
 	if err := openForRegistration(ev, time.Now()); err != nil {
