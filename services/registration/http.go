@@ -25,6 +25,8 @@ func (r *registrar) routes(app *fiber.App) {
 	admin.Get("/events", r.handleListEvents)
 	admin.Get("/events/:id", r.handleGetEvent)
 	admin.Get("/events/:id/stats", r.handleEventStats)
+	admin.Get("/events/:id/registrations", r.handleListRegistrations)
+	admin.Get("/events/:id/registrations.csv", r.handleRegistrationsCSV)
 
 	api := app.Group("/api")
 	api.Get("/events/:slug", r.handlePublicEvent)
