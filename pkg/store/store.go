@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -79,7 +80,10 @@ func Translate(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case mongo.IsDuplicateKeyError(err):
+	case mongo.IsDuplicateKeyError(err),
+		// FerretDB 1.24 reports a unique index violated by an update (not an
+		// insert) as an InternalError carrying SQLite's message.
+		strings.Contains(err.Error(), "UNIQUE constraint failed"):
 		return fmt.Errorf("%w: %w", ErrDuplicate, err)
 	case errors.Is(err, mongo.ErrNoDocuments):
 		return ErrNotFound

@@ -113,3 +113,23 @@ func TestTranslateFindOneMissing(t *testing.T) {
 		t.Fatalf("Translate(FindOne of a missing id) = %v, want ErrNotFound", got)
 	}
 }
+
+// An update that violates a unique index is a duplicate too, on MongoDB
+// (E11000) and on FerretDB (which reports SQLite's UNIQUE constraint).
+func TestTranslateDuplicateOnUpdate(t *testing.T) {
+	db := testkit.Mongo(t)
+	ctx := context.Background()
+	if err := store.EnsureIndexes(ctx, db, store.Index{Collection: "things", Keys: bson.D{{Key: "slug", Value: 1}}, Unique: true}); err != nil {
+		t.Fatal(err)
+	}
+	coll := db.Collection("things")
+	for _, slug := range []string{"a", "b"} {
+		if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: slug}, {Key: "slug", Value: slug}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: "b"}}, bson.D{{Key: "slug", Value: "a"}})
+	if !errors.Is(store.Translate(err), store.ErrDuplicate) {
+		t.Fatalf("Translate(%v) is not ErrDuplicate", err)
+	}
+}

@@ -36,6 +36,7 @@ const (
 
 func (r *registrar) registerAppliers() {
 	r.outbox.Register(kindEventCreate, r.applyEventCreate)
+	r.outbox.Register(kindEventUpdate, r.applyEventUpdate)
 	r.outbox.Register(kindRegistrationCreate, r.applyRegistrationCreate)
 	r.outbox.Register(kindRegistrationDuplicate, r.applyRegistrationDuplicate)
 	r.outbox.Register(kindAttendanceJoin, r.applyAttendanceJoin)

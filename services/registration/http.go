@@ -24,6 +24,7 @@ func (r *registrar) routes(app *fiber.App) {
 	admin.Post("/events", r.handleCreateEvent)
 	admin.Get("/events", r.handleListEvents)
 	admin.Get("/events/:id", r.handleGetEvent)
+	admin.Patch("/events/:id", r.handleUpdateEvent)
 	admin.Get("/events/:id/stats", r.handleEventStats)
 	admin.Get("/events/:id/registrations", r.handleListRegistrations)
 	admin.Get("/events/:id/registrations.csv", r.handleRegistrationsCSV)
@@ -249,7 +250,8 @@ func (r *registrar) eventBySlug(c *fiber.Ctx) (*Event, error) {
 // decodeJSON parses a JSON body strictly enough to catch typos in field
 // types, and answers a clear 400 otherwise.
 func decodeJSON(c *fiber.Ctx, v any) error {
-	if !strings.HasPrefix(c.Get(fiber.HeaderContentType), fiber.MIMEApplicationJSON) {
+	if ct := c.Get(fiber.HeaderContentType); !strings.HasPrefix(ct, fiber.MIMEApplicationJSON) &&
+		!strings.HasPrefix(ct, "application/merge-patch+json") {
 		return web.Problem(http.StatusUnsupportedMediaType, "unsupported_media_type", "send the body as application/json")
 	}
 	if err := json.Unmarshal(c.Body(), v); err != nil {

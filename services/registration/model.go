@@ -26,6 +26,9 @@ type Event struct {
 	RetentionDays int             `bson:"retention_days" json:"retention_days"`
 	CreatedAt     time.Time       `bson:"created_at" json:"created_at"`
 	UpdatedAt     time.Time       `bson:"updated_at" json:"updated_at"`
+	// Revision is the id of the change that made this version, so a replayed
+	// change can be told from a concurrent one.
+	Revision string `bson:"revision,omitempty" json:"-"`
 }
 
 // Online is how online attendees join.
