@@ -297,3 +297,19 @@ func TestRoutes(t *testing.T) {
 		}
 	}
 }
+
+// An organizer's edit reaches the agenda service's replica through the bus.
+func TestEventEditReachesTheAgenda(t *testing.T) {
+	e := startStack(t)
+	eventID := e.createEvent("edited")
+	if r := e.admin.Do(t, "PATCH", "/admin/events/"+eventID, map[string]any{"title": "Moved to the Redoutensaal"}); r.Status != http.StatusOK {
+		t.Fatalf("patch: %d %s", r.Status, r.Body)
+	}
+	testkit.Eventually(t, 10*time.Second, func() error {
+		r := e.admin.Do(t, "GET", "/admin/events/"+eventID+"/agenda/draft", nil)
+		if !strings.Contains(string(r.Body), "Moved to the Redoutensaal") || !strings.Contains(string(r.Body), `"version":2`) {
+			return fmt.Errorf("agenda draft %d %s", r.Status, r.Body)
+		}
+		return nil
+	})
+}
