@@ -64,6 +64,11 @@ type ConsumerConfig struct {
 	// AckWait is how long a delivery may take before it is redelivered
 	// (default 30s).
 	AckWait time.Duration
+	// MaxAckPending bounds the messages delivered but not yet acked, those
+	// waiting for a delayed retry included (default max(4×Workers, 64)).
+	// A consumer whose retries wait long (the mailer) needs it high, or a
+	// batch of retries holds everything else back.
+	MaxAckPending int
 	// Backoff returns the delay before retry number attempt (from 1) after a
 	// temporary failure; default: 1s doubling, at most 1 minute.
 	Backoff func(attempt int) time.Duration
@@ -91,6 +96,9 @@ func (c *ConsumerConfig) defaults() {
 	if c.Backoff == nil {
 		c.Backoff = DefaultBackoff
 	}
+	if c.MaxAckPending <= 0 {
+		c.MaxAckPending = max(c.Workers*4, 64)
+	}
 }
 
 // Consume runs handler on the durable consumer until ctx ends, then stops
@@ -104,7 +112,7 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, handler Handler) 
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        cfg.AckWait,
 		MaxDeliver:     cfg.MaxDeliver,
-		MaxAckPending:  max(cfg.Workers*4, 64),
+		MaxAckPending:  cfg.MaxAckPending,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 	})
 	if err != nil {

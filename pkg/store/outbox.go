@@ -230,6 +230,23 @@ func (o *Outbox) Relay(ctx context.Context, interval, minAge time.Duration) erro
 	}
 }
 
+// States returns the state of every unfinished entry of kind.
+func (o *Outbox) States(ctx context.Context, kind string) ([]bson.Raw, error) {
+	cur, err := o.coll.Find(ctx, bson.D{{Key: "kind", Value: kind}})
+	if err != nil {
+		return nil, fmt.Errorf("store: outbox states: %w", err)
+	}
+	var entries []Entry
+	if err := cur.All(ctx, &entries); err != nil {
+		return nil, fmt.Errorf("store: outbox states: %w", err)
+	}
+	out := make([]bson.Raw, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, e.State)
+	}
+	return out, nil
+}
+
 // Pending counts the entries waiting in the outbox.
 func (o *Outbox) Pending(ctx context.Context) (int64, error) {
 	return o.coll.CountDocuments(ctx, bson.D{})

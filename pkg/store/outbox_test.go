@@ -28,14 +28,16 @@ type published struct {
 // fakePublisher records what it publishes; while fail is set it publishes
 // nothing and returns fail.
 type fakePublisher struct {
-	mu   sync.Mutex
-	fail error
-	got  []published
+	mu       sync.Mutex
+	fail     error
+	got      []published
+	attempts int
 }
 
 func (p *fakePublisher) Publish(_ context.Context, subject, msgID string, body []byte) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.attempts++
 	if p.fail != nil {
 		return p.fail
 	}
@@ -47,6 +49,12 @@ func (p *fakePublisher) setFail(err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.fail = err
+}
+
+func (p *fakePublisher) tries() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.attempts
 }
 
 func (p *fakePublisher) calls() []published {
@@ -543,15 +551,20 @@ func TestRelayPublishesAppliedEntriesWithoutReapplying(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n, err := o.Sweep(ctxT(t), 0, 10); err != nil || n != 0 {
+	before := pub.tries()
+	// A negative age: entries written this very millisecond are swept too.
+	if n, err := o.Sweep(ctxT(t), -time.Minute, 10); err != nil || n != 0 {
 		t.Fatalf("sweep while NATS is down: %d, %v", n, err)
+	}
+	if got := pub.tries() - before; got != 1 {
+		t.Fatalf("the sweep tried %d publishes while NATS was down, want 1 (stop at the first failure)", got)
 	}
 	if got := applied.Load(); got != 2 {
 		t.Fatalf("applier ran %d times with NATS down, want 2 (once per write)", got)
 	}
 
 	pub.setFail(nil)
-	if n, err := o.Sweep(ctxT(t), 0, 10); err != nil || n != 2 {
+	if n, err := o.Sweep(ctxT(t), -time.Minute, 10); err != nil || n != 2 {
 		t.Fatalf("sweep after NATS came back: %d, %v", n, err)
 	}
 	if got := applied.Load(); got != 2 {

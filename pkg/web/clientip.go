@@ -35,13 +35,18 @@ func clientIP(trusted []netip.Prefix) fiber.Handler {
 		peer, ok := netip.AddrFromSlice(c.Context().RemoteIP())
 		client := peer.Unmap()
 		if ok && isTrusted(client) {
-			hops := strings.Split(c.Get(fiber.HeaderXForwardedFor), ",")
+			// Every X-Forwarded-For line, in order: a proxy may add its own
+			// line after the one the client sent.
+			var hops []string
+			for _, line := range c.Request().Header.PeekAll(fiber.HeaderXForwardedFor) {
+				hops = append(hops, strings.Split(string(line), ",")...)
+			}
 			for i := len(hops) - 1; i >= 0; i-- {
-				a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-				if err != nil {
+				a, ok := parseHop(hops[i])
+				if !ok {
 					break // a garbled hop: trust nothing further left
 				}
-				client = a.Unmap()
+				client = a
 				if !isTrusted(client) {
 					break
 				}
@@ -50,6 +55,20 @@ func clientIP(trusted []netip.Prefix) fiber.Handler {
 		c.Locals(clientIPKey, client.String())
 		return c.Next()
 	}
+}
+
+// parseHop reads one X-Forwarded-For entry: an address, possibly with a
+// port ("203.0.113.9:4711", "[2001:db8::1]:4711") or in brackets.
+func parseHop(h string) (netip.Addr, bool) {
+	h = strings.TrimSpace(h)
+	if ap, err := netip.ParseAddrPort(h); err == nil {
+		return ap.Addr().Unmap(), true
+	}
+	a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"))
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return a.Unmap(), true
 }
 
 // parsePrefixes reads addresses ("10.0.0.5") and ranges ("10.0.0.0/8");

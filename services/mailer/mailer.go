@@ -93,7 +93,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			Workers:    cfg.Workers,
 			MaxDeliver: cfg.MaxDeliver,
 			Backoff:    cfg.backoff,
-			AckWait:    cfg.SMTP.Timeout*2 + 10*time.Second,
+			// Jobs waiting up to RetryMax for a retry (a greylisting domain)
+			// must not hold back the rest: in flight is bounded by Workers.
+			MaxAckPending: 10_000,
+			AckWait:       cfg.SMTP.Timeout*2 + 10*time.Second,
 		}, m.handle)
 	})
 	log.Info("mailer started", "smtp", cfg.SMTP.Addr, "workers", cfg.Workers)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
+
 	"github.com/plenaryhq/plenary/pkg/events"
 	"github.com/plenaryhq/plenary/pkg/links"
 	"github.com/plenaryhq/plenary/pkg/store"
@@ -84,18 +86,15 @@ func (r *registrar) applyEventCreate(ctx context.Context, e *store.Entry) error 
 	return store.Discard(errSlugTaken)
 }
 
-// reconcileSeats frees the seats that crashed registrations left claimed. It
-// first finishes what the outbox holds and gives up for this round if
-// anything is left there: an entry still on its way may hold a seat whose
-// registration does not exist yet.
+// reconcileSeats frees the seats and address holds that crashed
+// registrations left behind. It first finishes what the outbox holds, then
+// leaves alone what belongs to registrations still in it.
 func (r *registrar) reconcileSeats(ctx context.Context) error {
-	if _, err := r.outbox.Sweep(ctx, 0, 10_000); err != nil {
+	if _, err := r.outbox.Sweep(ctx, 2*r.cfg.OutboxInterval, 10_000); err != nil {
 		return err
 	}
-	if pending, err := r.outbox.Pending(ctx); err != nil || pending > 0 {
-		if err == nil {
-			r.log.Info("seat reconciliation postponed: the outbox is not empty", "pending", pending)
-		}
+	inFlight, err := r.registrationsInOutbox(ctx)
+	if err != nil {
 		return err
 	}
 	evs, err := r.store.listEvents(ctx)
@@ -106,7 +105,7 @@ func (r *registrar) reconcileSeats(ctx context.Context) error {
 		if evs[i].Capacity.InPerson == 0 && evs[i].Capacity.Online == 0 {
 			continue
 		}
-		freed, err := r.store.reconcileSeats(ctx, evs[i].ID, seatClaimGrace)
+		freed, err := r.store.reconcileSeats(ctx, evs[i].ID, seatClaimGrace, inFlight)
 		if err != nil {
 			return err
 		}
@@ -114,11 +113,35 @@ func (r *registrar) reconcileSeats(ctx context.Context) error {
 			r.log.Info("freed seats left by crashed registrations", "event_id", evs[i].ID, "count", freed)
 		}
 	}
-	return nil
+	freed, err := r.store.reconcileHolds(ctx, seatClaimGrace, inFlight)
+	if freed > 0 {
+		r.log.Info("freed addresses held by crashed registrations", "count", freed)
+	}
+	return err
 }
 
-// seatClaimGrace is how old a claim without a registration must be before
-// the reconciler frees it: far longer than a registration request can take.
+// registrationsInOutbox returns the ids of the registrations whose outbox
+// entries are not finished yet.
+func (r *registrar) registrationsInOutbox(ctx context.Context) (map[string]bool, error) {
+	states, err := r.outbox.States(ctx, kindRegistrationCreate)
+	if err != nil {
+		return nil, err
+	}
+	ids := map[string]bool{}
+	for _, raw := range states {
+		var reg struct {
+			ID string `bson:"_id"`
+		}
+		if err := bson.Unmarshal(raw, &reg); err == nil {
+			ids[reg.ID] = true
+		}
+	}
+	return ids, nil
+}
+
+// seatClaimGrace is how old a seat claim or an address hold without a
+// registration must be before the reconciler frees it: far longer than a
+// registration request can take.
 const seatClaimGrace = 5 * time.Minute
 
 // reconcileEvery runs reconcileSeats at start and then every interval (only

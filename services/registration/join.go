@@ -63,7 +63,9 @@ func (r *registrar) pageJoin(c *fiber.Ctx) error {
 		return message(http.StatusGone, "This event has ended",
 			ev.Title+" ended on "+closes.In(loc).Format("Monday 2 January 2006 at 15:04 MST")+".")
 	}
-	if err := r.recordJoin(c.UserContext(), ev, reg, now); err != nil {
+	if err := r.recordJoin(c.UserContext(), ev, reg, now); errors.Is(err, store.ErrDeferred) {
+		r.log.Info("join recorded; the relay will finish it", "registration_id", reg.ID)
+	} else if err != nil {
 		// The participant is let in anyway: a lost attendance record must
 		// not keep anyone out of the meeting.
 		r.log.Warn("join not recorded", "registration_id", reg.ID, "err", err)

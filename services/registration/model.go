@@ -95,9 +95,11 @@ type Registration struct {
 	Answers    map[string]any `bson:"answers,omitempty" json:"answers,omitempty"`
 	Consent    Consent        `bson:"consent" json:"consent"`
 	WaitlistOK bool           `bson:"waitlist_ok" json:"waitlist_ok"`
-	// Seat is the seat claim the registration holds ("-" in an unlimited
-	// mode, "" when it holds none).
-	Seat        string            `bson:"seat,omitempty" json:"-"`
+	// Seat is the id of the seat claim the registration holds ("-" in an
+	// unlimited mode, "" when it holds none).
+	Seat string `bson:"seat,omitempty" json:"-"`
+	// Hold is the id of the hold on its address ("" once given back).
+	Hold        string            `bson:"hold,omitempty" json:"-"`
 	Version     int64             `bson:"version" json:"version"`
 	LinkVersion int               `bson:"link_version" json:"-"`
 	CreatedAt   time.Time         `bson:"created_at" json:"created_at"`

@@ -421,23 +421,49 @@ func TestReconcileFreesSeatsOfCrashedRegistrations(t *testing.T) {
 	if s := claim("third"); s != "" {
 		t.Fatalf("claimed %q beyond capacity", s)
 	}
-	if n, err := st.reconcileSeats(ctx, "ev1", time.Hour); err != nil || n != 0 {
+	if n, err := st.reconcileSeats(ctx, "ev1", time.Hour, nil); err != nil || n != 0 {
 		t.Fatalf("young claims must be left alone: freed %d, %v", n, err)
 	}
-	// A negative age takes claims made this very millisecond too.
-	if n, err := st.reconcileSeats(ctx, "ev1", -time.Minute); err != nil || n != 1 {
+	// A negative age takes claims made this very millisecond too; a claim
+	// whose registration is still in the outbox is not an orphan.
+	if n, err := st.reconcileSeats(ctx, "ev1", -time.Minute, map[string]bool{"crashed": true}); err != nil || n != 0 {
+		t.Fatalf("an in-flight registration's claim was freed: %d, %v", n, err)
+	}
+	if n, err := st.reconcileSeats(ctx, "ev1", -time.Minute, nil); err != nil || n != 1 {
 		t.Fatalf("freed %d, %v; want 1", n, err)
 	}
 	left, err := st.seatsLeft(ctx, ev)
 	if err != nil || left[events.ModeInPerson] != 1 {
 		t.Fatalf("seats left %v %v, want 1", left, err)
 	}
-	// Releasing a seat twice, or by another registration, frees nothing.
-	if err := st.releaseSeat(ctx, held, "someone-else"); err != nil {
+}
+
+// A release deletes only the claim it names: a stale or repeated release,
+// after the seat went to someone else, leaves the new holder's claim alone.
+func TestStaleReleaseCannotFreeSomeoneElsesSeat(t *testing.T) {
+	db := testkit.Mongo(t)
+	st := newStore(db)
+	ctx := context.Background()
+	if err := st.ensureIndexes(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if left, _ := st.seatsLeft(ctx, ev); left[events.ModeInPerson] != 1 {
-		t.Fatalf("a stranger's release freed a seat: %v", left)
+	ev := &Event{ID: "ev1", Capacity: events.Capacity{InPerson: 1}}
+	first, err := st.claimSeat(ctx, ev, &Registration{ID: "r1", Mode: events.ModeInPerson})
+	if err != nil || first == "" {
+		t.Fatalf("claim: %q %v", first, err)
+	}
+	if err := st.releaseSeat(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	second, err := st.claimSeat(ctx, ev, &Registration{ID: "r2", Mode: events.ModeInPerson})
+	if err != nil || second == "" || second == first {
+		t.Fatalf("reclaim: %q %v", second, err)
+	}
+	if err := st.releaseSeat(ctx, first); err != nil { // the stale one
+		t.Fatal(err)
+	}
+	if left, _ := st.seatsLeft(ctx, ev); left[events.ModeInPerson] != 0 {
+		t.Fatalf("a stale release freed r2's seat: %v", left)
 	}
 }
 

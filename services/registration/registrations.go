@@ -82,12 +82,24 @@ func newRegistration(ev *Event, req *RegisterRequest) (*Registration, error) {
 // returns nil for a duplicate too: the participant learns by email, and the
 // response must not tell who is registered.
 func (r *registrar) register(ctx context.Context, ev *Event, reg *Registration) error {
-	err := r.decide(ctx, ev, reg)
+	hold, err := r.store.holdAddress(ctx, reg)
 	if errors.Is(err, errDuplicateEmail) {
 		return r.registerDuplicate(ctx, reg)
 	}
 	if err != nil {
 		return err
+	}
+	reg.Hold = hold
+	if err := r.decide(ctx, ev, reg); err != nil {
+		return err
+	}
+	if reg.Status == events.StatusRejected {
+		// A rejection does not hold the address: the person may try again,
+		// in another mode or once seats free up.
+		if err := r.store.releaseHold(ctx, reg.Hold); err != nil {
+			return err
+		}
+		reg.Hold, reg.EmailKey = "", reg.EmailKey+"|rejected|"+reg.ID
 	}
 	env, err := events.New(source, statusEvent(reg.Status), reg.ID, r.payload(ev, reg))
 	if err != nil {
@@ -97,17 +109,18 @@ func (r *registrar) register(ctx context.Context, ev *Event, reg *Registration) 
 	if err != nil {
 		return err
 	}
-	// On error the seat stays claimed: the outbox entry may still be
-	// completed by the relay. If it never is, the reconciler frees the seat.
-	return r.outbox.Write(ctx, entry)
+	// On error the hold and the seat stay: the outbox entry may still be
+	// completed by the relay. If it never is, the reconciler frees them.
+	err = r.outbox.Write(ctx, entry)
+	if errors.Is(err, store.ErrDeferred) {
+		r.log.Info("registration recorded; the relay will finish it", "registration_id", reg.ID, "err", err)
+		return nil
+	}
+	return err
 }
 
 // decide sets the status: pending under manual approval, confirmed while
-// seats last, then waitlisted or rejected as full. It returns
-// errDuplicateEmail, claiming nothing, when the address is already
-// registered for the event and holds a seat, or when the event is full and
-// the address is registered: a second attempt must neither take a seat from
-// someone else for a moment nor be turned away as "full".
+// seats last, then waitlisted or rejected as full.
 func (r *registrar) decide(ctx context.Context, ev *Event, reg *Registration) error {
 	if ev.Registration.Approval == ApprovalManual {
 		reg.Status = events.StatusPending
@@ -123,17 +136,7 @@ func (r *registrar) decide(ctx context.Context, ev *Event, reg *Registration) er
 	case ev.Registration.Waitlist && reg.WaitlistOK:
 		reg.Status = events.StatusWaitlisted
 	default:
-		_, err := r.store.registrationByEmailKey(ctx, reg.EmailKey)
-		if err == nil {
-			return errDuplicateEmail
-		}
-		if !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
-		// A rejection does not hold the address: the person may try again,
-		// in another mode or once seats free up.
 		reg.Status, reg.Reason = events.StatusRejected, "full"
-		reg.EmailKey = reg.EmailKey + "|rejected|" + reg.ID
 	}
 	return nil
 }
@@ -167,8 +170,8 @@ func (r *registrar) registerDuplicate(ctx context.Context, reg *Registration) er
 }
 
 // duplicateWait is how long a duplicate attempt waits for the registration
-// holding its address to appear before it is dropped (the holder crashed
-// before it was recorded, and its seat claim will be reconciled away).
+// holding its address to be recorded before it is dropped (the holder
+// crashed before it was recorded; the reconciler frees its hold).
 const duplicateWait = 10 * time.Minute
 
 // applyRegistrationDuplicate announces the duplicate attempt with the
@@ -178,14 +181,17 @@ func (r *registrar) applyRegistrationDuplicate(ctx context.Context, e *store.Ent
 	if err := decodeState(e, &d); err != nil {
 		return store.Discard(err)
 	}
-	existing, err := r.store.registrationByEmailKey(ctx, d.EmailKey)
-	if errors.Is(err, store.ErrNotFound) {
+	existing, err := r.store.holder(ctx, d.EmailKey)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		// The holder gave the address back meanwhile (it was rejected).
+		return store.Discard(fmt.Errorf("duplicate attempt %s: nobody holds the address any more", e.ID))
+	case errors.Is(err, errNotRecorded):
 		if time.Since(d.CreatedAt) > duplicateWait {
-			return store.Discard(fmt.Errorf("duplicate attempt %s: no registration holds the address", e.ID))
+			return store.Discard(fmt.Errorf("duplicate attempt %s: %w", e.ID, err))
 		}
-		return fmt.Errorf("duplicate attempt %s: the registration holding the address is not recorded yet", e.ID)
-	}
-	if err != nil {
+		return fmt.Errorf("duplicate attempt %s: %w", e.ID, err)
+	case err != nil:
 		return err
 	}
 	return r.announceDuplicate(ctx, e, existing)
@@ -215,10 +221,11 @@ func (r *registrar) announceDuplicate(ctx context.Context, e *store.Entry, exist
 	return nil
 }
 
-// applyRegistrationCreate inserts the registration. When the address is
-// already registered for the event, it gives back the seat this attempt
-// took and announces a duplicate attempt instead, so the address's owner
-// gets an "already registered" email with their own links.
+// applyRegistrationCreate inserts the registration. Should the address turn
+// out to be registered already (the holds make this a safety net, not a
+// path), it gives back this attempt's seat and announces a duplicate
+// attempt instead, so the address's owner gets an "already registered"
+// email with their own links.
 func (r *registrar) applyRegistrationCreate(ctx context.Context, e *store.Entry) error {
 	var reg Registration
 	if err := decodeState(e, &reg); err != nil {
@@ -228,7 +235,10 @@ func (r *registrar) applyRegistrationCreate(ctx context.Context, e *store.Entry)
 	if !errors.Is(err, errDuplicateEmail) {
 		return err
 	}
-	if err := r.store.releaseSeat(ctx, reg.Seat, reg.ID); err != nil {
+	if err := r.store.releaseSeat(ctx, reg.Seat); err != nil {
+		return err
+	}
+	if err := r.store.releaseHold(ctx, reg.Hold); err != nil {
 		return err
 	}
 	existing, err := r.store.registrationByEmailKey(ctx, reg.EmailKey)

@@ -19,6 +19,7 @@ type regStore struct {
 	registrations *mongo.Collection
 	seats         *mongo.Collection
 	attendance    *mongo.Collection
+	holds         *mongo.Collection
 }
 
 func newStore(db *mongo.Database) *regStore {
@@ -27,6 +28,7 @@ func newStore(db *mongo.Database) *regStore {
 		registrations: db.Collection("registrations"),
 		seats:         db.Collection("seats"),
 		attendance:    db.Collection("attendance"),
+		holds:         db.Collection("holds"),
 	}
 }
 
@@ -35,8 +37,9 @@ func (s *regStore) ensureIndexes(ctx context.Context) error {
 		store.Index{Collection: "events", Keys: bson.D{{Key: "slug", Value: 1}}, Unique: true},
 		store.Index{Collection: "registrations", Keys: bson.D{{Key: "email_key", Value: 1}}, Unique: true},
 		store.Index{Collection: "registrations", Keys: bson.D{{Key: "event_id", Value: 1}, {Key: "_id", Value: 1}}},
+		store.Index{Collection: "seats", Keys: bson.D{{Key: "slot", Value: 1}}, Unique: true},
 		store.Index{Collection: "seats", Keys: bson.D{{Key: "event_id", Value: 1}, {Key: "mode", Value: 1}}},
-		store.Index{Collection: "seats", Keys: bson.D{{Key: "email_key", Value: 1}}, Unique: true},
+		store.Index{Collection: "holds", Keys: bson.D{{Key: "email_key", Value: 1}}, Unique: true},
 	)
 }
 
