@@ -223,6 +223,9 @@ func (b *bench) system(ctx context.Context, dir string) (systemResult, error) {
 		"slug": "bench", "title": "Bench", "timezone": "Europe/Vienna",
 		"starts_at": time.Now().Add(48 * time.Hour).Format(time.RFC3339),
 		"ends_at":   time.Now().Add(72 * time.Hour).Format(time.RFC3339),
+		// Seats are limited, as at a real event, so every registration
+		// takes the whole path: address hold, seat claim, outbox.
+		"capacity": map[string]any{"in_person": 10, "online": 3 * b.n},
 	})
 	if err != nil || status != http.StatusCreated {
 		return systemResult{}, fmt.Errorf("create event: %d %s %v", status, body, err)

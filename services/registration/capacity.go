@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -57,15 +58,33 @@ func (s *regStore) claimSeat(ctx context.Context, ev *Event, reg *Registration) 
 	if capacity == 0 {
 		return unlimitedSeat, nil
 	}
-	taken, err := s.seatsTaken(ctx, ev.ID, reg.Mode)
-	if err != nil || taken >= capacity {
+	key := ev.ID + ":" + reg.Mode
+	count := func() (int, error) { return s.seatsTaken(ctx, ev.ID, reg.Mode) }
+	start, err := s.cursor.take(key, count)
+	if err != nil {
 		return "", err
 	}
-	// Start after the seats already taken: under a rush, most claimers find
-	// a free seat within a few tries; freed seats lower down come last.
+	if start >= capacity {
+		// Past the last seat: full, unless seats were given back. A full
+		// count is remembered for cursorTTL, so a rush on a full event
+		// does not count the claims once per request.
+		if s.cursor.full(key) {
+			return "", nil
+		}
+		taken, err := count()
+		if err != nil {
+			return "", err
+		}
+		if taken >= capacity {
+			s.cursor.markFull(key)
+			return "", nil
+		}
+		s.cursor.reset(key, 0)
+		start = 0
+	}
 	now := time.Now().UTC()
 	for i := range capacity {
-		n := (taken+i)%capacity + 1
+		n := (start+i)%capacity + 1
 		c := seatClaim{ID: events.NewID(), Slot: slotID(ev.ID, reg.Mode, n), EventID: ev.ID, Mode: reg.Mode,
 			RegistrationID: reg.ID, ClaimedAt: now}
 		_, err := s.seats.InsertOne(ctx, c)
@@ -77,6 +96,60 @@ func (s *regStore) claimSeat(ctx context.Context, ev *Event, reg *Registration) 
 		}
 	}
 	return "", nil
+}
+
+// slotCursor hands out the seat to try first, so that concurrent claimers
+// in one process start on different seats instead of colliding on the same
+// one and probing forward together. It is only a hint — the unique slot
+// index decides — refreshed from a count of the claims at most every
+// cursorTTL: on FerretDB a count scans the collection, too slow to run for
+// every registration in a rush.
+type slotCursor struct {
+	mu     sync.Mutex
+	next   map[string]int
+	at     map[string]time.Time
+	fullAt map[string]time.Time
+}
+
+const cursorTTL = time.Second
+
+func newSlotCursor() *slotCursor {
+	return &slotCursor{next: map[string]int{}, at: map[string]time.Time{}, fullAt: map[string]time.Time{}}
+}
+
+// take returns the 0-based seat to try first for key and moves past it.
+func (c *slotCursor) take(key string, count func() (int, error)) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.at[key]) > cursorTTL {
+		n, err := count()
+		if err != nil {
+			return 0, err
+		}
+		c.next[key], c.at[key] = n, time.Now()
+	}
+	n := c.next[key]
+	c.next[key]++
+	return n, nil
+}
+
+// full reports whether key was counted full less than cursorTTL ago.
+func (c *slotCursor) full(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Since(c.fullAt[key]) < cursorTTL
+}
+
+func (c *slotCursor) markFull(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fullAt[key] = time.Now()
+}
+
+func (c *slotCursor) reset(key string, n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.next[key], c.at[key] = n, time.Now()
 }
 
 // releaseSeat gives back the seat of a claim. Releasing twice, or after the

@@ -20,6 +20,7 @@ type regStore struct {
 	seats         *mongo.Collection
 	attendance    *mongo.Collection
 	holds         *mongo.Collection
+	cursor        *slotCursor
 }
 
 func newStore(db *mongo.Database) *regStore {
@@ -29,6 +30,7 @@ func newStore(db *mongo.Database) *regStore {
 		seats:         db.Collection("seats"),
 		attendance:    db.Collection("attendance"),
 		holds:         db.Collection("holds"),
+		cursor:        newSlotCursor(),
 	}
 }
 
