@@ -254,10 +254,17 @@ func (s *Stack) Stop(name string) error {
 	}
 }
 
+// stopAll stops the services at once: each finishes its own work in flight.
 func (s *Stack) stopAll() {
-	for i := len(serviceNames) - 1; i >= 0; i-- {
-		_ = s.Stop(serviceNames[i])
+	var wg sync.WaitGroup
+	for _, name := range serviceNames {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = s.Stop(name)
+		}()
 	}
+	wg.Wait()
 }
 
 func (s *Stack) runner(name string, ln net.Listener) (func(context.Context, *slog.Logger) error, error) {
