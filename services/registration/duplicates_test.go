@@ -153,11 +153,7 @@ func TestReconcilerFreesWhatACrashLeftDespiteWaitingDuplicates(t *testing.T) {
 	h := newHarness(t)
 	ev := h.createEvent("crashed", func(b map[string]any) { b["capacity"] = map[string]any{"in_person": 1} })
 	ctx := context.Background()
-	db, err := store.Connect(ctx, h.cfg.MongoURI, h.cfg.MongoDatabase, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Disconnect(db)
+	db := h.database()
 	st := newStore(db)
 	full, err := st.eventByID(ctx, ev.ID)
 	if err != nil {

@@ -76,11 +76,7 @@ func TestEventEditConflictsAndReplays(t *testing.T) {
 	h := newHarness(t)
 	ev := h.createEvent("conflicts")
 	ctx := context.Background()
-	db, err := store.Connect(ctx, h.cfg.MongoURI, h.cfg.MongoDatabase, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Disconnect(db)
+	db := h.database()
 	r := &registrar{store: newStore(db), public: h.cfg.PublicURL}
 
 	cur, err := r.store.eventByID(ctx, ev.ID)

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
 	"github.com/plenaryhq/plenary/pkg/bus"
 	"github.com/plenaryhq/plenary/pkg/events"
 	"github.com/plenaryhq/plenary/pkg/links"
@@ -60,6 +62,18 @@ func newHarness(t *testing.T, tweak ...func(*Config)) *harness {
 	h.bus = b
 	h.start()
 	return h
+}
+
+// database connects to the service's own database, as a test that plays a
+// crash needs to.
+func (h *harness) database() *mongo.Database {
+	h.t.Helper()
+	db, err := store.Connect(context.Background(), h.cfg.MongoURI, h.cfg.MongoDatabase, 5*time.Second)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { store.Disconnect(db) })
+	return db
 }
 
 func (h *harness) start() {
@@ -477,11 +491,7 @@ func TestRelayFinishesARegistrationLeftByACrash(t *testing.T) {
 
 	// Replay what register does up to the crash, against the same database.
 	ctx := context.Background()
-	db, err := store.Connect(ctx, h.cfg.MongoURI, h.cfg.MongoDatabase, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Disconnect(db)
+	db := h.database()
 	st := newStore(db)
 	ev, err := st.eventByID(ctx, evResp.ID)
 	if err != nil {
