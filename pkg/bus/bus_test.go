@@ -20,16 +20,7 @@ import (
 func newBus(t *testing.T) (*bus.Bus, *testkit.NATS) {
 	t.Helper()
 	n := testkit.StartNATS(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	b, err := bus.Connect(ctx, n.URL, t.Name(), 5*time.Second, testkit.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	if err := b.EnsureStreams(ctx, 1, events.StreamRegistration, events.StreamDLQ); err != nil {
-		t.Fatal(err)
-	}
+	b := n.Bus(t, events.StreamRegistration, events.StreamDLQ)
 	return b, n
 }
 

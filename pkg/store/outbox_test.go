@@ -13,7 +13,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
-	"github.com/plenaryhq/plenary/pkg/bus"
 	"github.com/plenaryhq/plenary/pkg/events"
 	"github.com/plenaryhq/plenary/pkg/store"
 	"github.com/plenaryhq/plenary/pkg/testkit"
@@ -193,16 +192,8 @@ func TestWriteAppliesPublishesAndDeletes(t *testing.T) {
 }
 
 func TestWriteThroughNATS(t *testing.T) {
-	n := testkit.StartNATS(t)
+	b := testkit.StartNATS(t).Bus(t, events.StreamRegistration)
 	ctx := ctxT(t)
-	b, err := bus.Connect(ctx, n.URL, t.Name(), 5*time.Second, testkit.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	if err := b.EnsureStreams(ctx, 1, events.StreamRegistration); err != nil {
-		t.Fatal(err)
-	}
 	o, db := newOutbox(t, b)
 	e := newEntry(t, "r1")
 	if err := o.Write(ctx, e); err != nil {

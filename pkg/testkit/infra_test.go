@@ -9,7 +9,6 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/plenaryhq/plenary/pkg/bus"
 	"github.com/plenaryhq/plenary/pkg/events"
 	"github.com/plenaryhq/plenary/pkg/store"
 	"github.com/plenaryhq/plenary/pkg/testkit"
@@ -17,16 +16,9 @@ import (
 
 func TestNATSRestartKeepsStreams(t *testing.T) {
 	n := testkit.StartNATS(t)
+	b := n.Bus(t, events.StreamRegistration)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	b, err := bus.Connect(ctx, n.URL, t.Name(), 5*time.Second, testkit.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	if err := b.EnsureStreams(ctx, 1, events.StreamRegistration); err != nil {
-		t.Fatal(err)
-	}
 	for i := range 3 {
 		if err := b.Publish(ctx, events.RegistrationConfirmed, fmt.Sprint("m", i), []byte("{}")); err != nil {
 			t.Fatal(err)
@@ -110,16 +102,9 @@ func TestMongoGivesEachTestAFreshDatabase(t *testing.T) {
 
 func TestReadStream(t *testing.T) {
 	n := testkit.StartNATS(t)
+	b := n.Bus(t, events.StreamRegistration)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	b, err := bus.Connect(ctx, n.URL, t.Name(), 5*time.Second, testkit.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	if err := b.EnsureStreams(ctx, 1, events.StreamRegistration); err != nil {
-		t.Fatal(err)
-	}
 	var want []string
 	for _, typ := range []string{events.RegistrationReceived, events.RegistrationConfirmed, events.RegistrationReceived} {
 		env, err := events.New("test", typ, "r1", nil)

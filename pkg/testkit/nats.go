@@ -1,11 +1,14 @@
 package testkit
 
 import (
+	"context"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/plenaryhq/plenary/pkg/bus"
 	"github.com/plenaryhq/plenary/pkg/embedded"
 )
 
@@ -51,4 +54,21 @@ func (n *NATS) Restart(t testing.TB) {
 	t.Helper()
 	n.Stop()
 	n.start(t)
+}
+
+// Bus connects to the server for t, creates the named streams, and closes
+// the connection when t ends.
+func (n *NATS) Bus(t testing.TB, streams ...string) *bus.Bus {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := bus.Connect(ctx, n.URL, t.Name(), 5*time.Second, Logger(t))
+	if err != nil {
+		t.Fatalf("testkit: %v", err)
+	}
+	t.Cleanup(b.Close)
+	if err := b.EnsureStreams(ctx, 1, streams...); err != nil {
+		t.Fatalf("testkit: %v", err)
+	}
+	return b
 }

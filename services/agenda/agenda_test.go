@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plenaryhq/plenary/pkg/bus"
 	"github.com/plenaryhq/plenary/pkg/events"
 	"github.com/plenaryhq/plenary/pkg/service"
 	"github.com/plenaryhq/plenary/pkg/testkit"
@@ -29,11 +28,7 @@ func TestReplicatesEventsInVersionOrder(t *testing.T) {
 	testkit.Serve(t, func(ctx context.Context) error { return Run(ctx, cfg, testkit.Logger(t)) })
 	admin := testkit.Client{Base: base, Token: "tok"}
 
-	b, err := bus.Connect(context.Background(), nats.URL, "test", 5*time.Second, testkit.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := nats.Bus(t)
 	publish := func(typ string, version int64, title string) {
 		t.Helper()
 		env, err := events.New("test", typ, "ev1", events.Event{ID: "ev1", Version: version, Slug: "roundtable", Title: title, Timezone: "Europe/Vienna"})

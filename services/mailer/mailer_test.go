@@ -41,15 +41,7 @@ func newHarness(t *testing.T) *harness {
 		RetryBase:  10 * time.Millisecond,
 		RetryMax:   50 * time.Millisecond,
 	}
-	b, err := bus.Connect(context.Background(), h.nats.URL, "test", 5*time.Second, testkit.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	if err := b.EnsureStreams(context.Background(), 1, events.StreamMail, events.StreamMailStatus, events.StreamDLQ); err != nil {
-		t.Fatal(err)
-	}
-	h.bus = b
+	h.bus = h.nats.Bus(t, events.StreamMail, events.StreamMailStatus, events.StreamDLQ)
 	return h
 }
 

@@ -50,12 +50,7 @@ func start(t *testing.T) *harness {
 	}
 	testkit.Serve(t, func(ctx context.Context) error { return Run(ctx, h.cfg, testkit.Logger(t)) })
 
-	var err error
-	h.bus, err = bus.Connect(context.Background(), nats.URL, "test", 5*time.Second, testkit.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.bus.Close)
+	h.bus = nats.Bus(t)
 	testkit.Eventually(t, 10*time.Second, func() error {
 		status, _ := h.get("/healthz", "")
 		if status != http.StatusOK {

@@ -54,12 +54,7 @@ func newHarness(t *testing.T, tweak ...func(*Config)) *harness {
 	for _, f := range tweak {
 		f(&h.cfg)
 	}
-	b, err := bus.Connect(context.Background(), h.nats.URL, "test", 5*time.Second, testkit.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	h.bus = b
+	h.bus = h.nats.Bus(t)
 	h.start()
 	return h
 }
