@@ -46,7 +46,22 @@ const (
 	StreamMail         = "MAIL"
 	StreamMailStatus   = "MAIL_STATUS"
 	StreamDLQ          = "DLQ"
+	// StreamRequests holds what participants and organisers ask of
+	// registrations, in arrival order, until the decider has decided it
+	// (DESIGN §5.5). Only the registration service reads or writes it.
+	StreamRequests = "REGISTRATION_REQUESTS"
 )
+
+// RequestSubject is the subject of a registration request of kind for event:
+// registration-requests.v1.<event>.<kind> (outside registration.v1.>, which
+// belongs to the REGISTRATION stream).
+func RequestSubject(eventID, kind string) string {
+	return "registration-requests.v1." + eventID + "." + kind
+}
+
+// RequestWindow is how long NATS remembers a request's Nats-Msg-Id: the
+// lifetime of an Idempotency-Key.
+const RequestWindow = 30 * time.Minute
 
 // DLQSubject is where a consumer's poison messages go: dlq.<stream>.<consumer>.
 func DLQSubject(stream, consumer string) string {
@@ -77,11 +92,20 @@ func Streams(replicas int) map[string]jetstream.StreamConfig {
 			Duplicates:  DuplicateWindow,
 		}
 	}
+	requests := limits(StreamRequests, "registration-requests.v1.>", "registration requests until decided")
+	requests.MaxAge = 7 * 24 * time.Hour
+	requests.Duplicates = RequestWindow
+	// Requests arriving together are stored as one atomic batch (one fsync);
+	// the decider publishes its outcomes the same way.
+	requests.AllowAtomicPublish = true
+	registration := limits(StreamRegistration, "registration.v1.>", "events and registrations")
+	registration.AllowAtomicPublish = true
 	mail := limits(StreamMail, MailSend, "one message = one email to send")
 	mail.Retention = jetstream.WorkQueuePolicy
 	mail.MaxAge = 0
 	return map[string]jetstream.StreamConfig{
-		StreamRegistration: limits(StreamRegistration, "registration.v1.>", "events and registrations"),
+		StreamRegistration: registration,
+		StreamRequests:     requests,
 		StreamAgenda:       limits(StreamAgenda, "agenda.v1.>", "agenda releases"),
 		StreamMail:         mail,
 		StreamMailStatus:   limits(StreamMailStatus, AllMailStatus, "sent / deferred / failed"),

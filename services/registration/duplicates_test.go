@@ -1,17 +1,14 @@
 package registration
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"sync"
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/plenaryhq/plenary/pkg/events"
-	"github.com/plenaryhq/plenary/pkg/store"
 	"github.com/plenaryhq/plenary/pkg/testkit"
 )
 
@@ -146,61 +143,3 @@ func TestCrossModeDuplicateNeverTakesASeat(t *testing.T) {
 	}
 }
 
-// A crash between holding an address (and claiming a seat) and recording
-// the registration leaves both behind; the reconciler frees them even while
-// the person's new attempts wait in the outbox as duplicates.
-func TestReconcilerFreesWhatACrashLeftDespiteWaitingDuplicates(t *testing.T) {
-	h := newHarness(t)
-	ev := h.createEvent("crashed", func(b map[string]any) { b["capacity"] = map[string]any{"in_person": 1} })
-	ctx := context.Background()
-	db := h.database()
-	st := newStore(db)
-	full, err := st.eventByID(ctx, ev.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The crash: a hold and a seat, no registration, no outbox entry.
-	lost := &Registration{ID: "lost", EventID: ev.ID, EmailKey: emailKey(ev.ID, "lost@example.org"), Mode: events.ModeInPerson}
-	if _, err := st.holdAddress(ctx, lost); err != nil {
-		t.Fatal(err)
-	}
-	if seat, err := st.claimSeat(ctx, full, lost); err != nil || seat == "" {
-		t.Fatalf("claim: %q %v", seat, err)
-	}
-	// The person tries again: a duplicate attempt waiting for a holder that
-	// will never be recorded.
-	h.register("crashed", "lost@example.org", events.ModeInPerson)
-	if n, _ := db.Collection(store.OutboxCollection).CountDocuments(ctx, bson.D{}); n != 1 {
-		t.Fatalf("%d outbox entries, want the waiting duplicate", n)
-	}
-
-	r := &registrar{cfg: h.cfg, log: testkit.Logger(t), store: st, outbox: store.NewOutbox(db, h.bus, testkit.Logger(t))}
-	r.registerAppliers()
-	// Age both as if the grace period had passed.
-	for _, coll := range []string{"seats", "holds"} {
-		field := map[string]string{"seats": "claimed_at", "holds": "held_at"}[coll]
-		if _, err := db.Collection(coll).UpdateMany(ctx, bson.D{},
-			bson.D{{Key: "$set", Value: bson.D{{Key: field, Value: time.Now().Add(-time.Hour)}}}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := r.reconcileSeats(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if left, _ := st.seatsLeft(ctx, full); left[events.ModeInPerson] != 1 {
-		t.Fatalf("the crashed seat is still taken: %v", left)
-	}
-	if n, _ := db.Collection("holds").CountDocuments(ctx, bson.D{}); n != 0 {
-		t.Fatalf("%d holds left, want 0", n)
-	}
-	// And the person can now register.
-	h.register("crashed", "lost@example.org", events.ModeInPerson)
-	testkit.Eventually(t, 10*time.Second, func() error {
-		for _, p := range h.published(events.RegistrationConfirmed) {
-			if p.Email == "lost@example.org" {
-				return nil
-			}
-		}
-		return fmt.Errorf("not confirmed yet")
-	})
-}

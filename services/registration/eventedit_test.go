@@ -1,14 +1,11 @@
 package registration
 
 import (
-	"context"
-	"errors"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/plenaryhq/plenary/pkg/events"
-	"github.com/plenaryhq/plenary/pkg/store"
 	"github.com/plenaryhq/plenary/pkg/testkit"
 )
 
@@ -70,42 +67,6 @@ func TestOrganizersEditEvents(t *testing.T) {
 	}
 }
 
-// An edit made from a version that is no longer current is refused, and a
-// replay of an applied edit is not mistaken for a conflict.
-func TestEventEditConflictsAndReplays(t *testing.T) {
-	h := newHarness(t)
-	ev := h.createEvent("conflicts")
-	ctx := context.Background()
-	db := h.database()
-	r := &registrar{store: newStore(db), public: h.cfg.PublicURL}
-
-	cur, err := r.store.eventByID(ctx, ev.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	apply := func(title, revision string, from int64) error {
-		next := *cur
-		next.Title, next.Version, next.Revision = title, from+1, revision
-		entry, err := store.NewEntry(kindEventUpdate, events.Envelope{ID: revision, Type: events.EventUpdated},
-			eventUpdate{Event: next, From: from})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.applyEventUpdate(ctx, &entry)
-	}
-	if err := apply("first", "rev-1", 1); err != nil {
-		t.Fatalf("first edit: %v", err)
-	}
-	if err := apply("first", "rev-1", 1); err != nil {
-		t.Fatalf("replayed edit: %v", err)
-	}
-	if err := apply("second", "rev-2", 1); !errors.Is(err, errEventChanged) {
-		t.Fatalf("edit from a stale version: %v, want errEventChanged", err)
-	}
-	if now, _ := r.store.eventByID(ctx, ev.ID); now.Title != "first" || now.Version != 2 {
-		t.Fatalf("event now %q v%d", now.Title, now.Version)
-	}
-}
 
 func filterType(t *testing.T, h *harness, typ string) []events.Envelope {
 	t.Helper()

@@ -2,46 +2,86 @@ package registration
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-
+	"github.com/plenaryhq/plenary/pkg/bus"
 	"github.com/plenaryhq/plenary/pkg/events"
+	"github.com/plenaryhq/plenary/pkg/i18n"
 	"github.com/plenaryhq/plenary/pkg/links"
 	"github.com/plenaryhq/plenary/pkg/store"
 	"github.com/plenaryhq/plenary/pkg/web"
 )
 
-// registrar is the registration service: its handlers and the outbox
-// appliers that make its state changes.
+// registrar is the registration service: its handlers, the decider that
+// changes registrations, and the outbox appliers for events and joins.
 type registrar struct {
-	cfg    Config
-	log    *slog.Logger
-	store  *regStore
-	outbox *store.Outbox
-	links  *links.Signer
-	public string
+	cfg       Config
+	log       *slog.Logger
+	store     *regStore
+	outbox    *store.Outbox
+	bus       *bus.Bus
+	committer *bus.Committer
+	links     *links.Signer
+	public    string
+	cache     *eventCache
+	resends   *resendLimiter
+	i18n      *i18n.Catalog
 }
 
 const source = "plenary/registration"
 
 // Outbox kinds.
 const (
-	kindEventCreate           = "event.create"
-	kindRegistrationCreate    = "registration.create"
-	kindRegistrationDuplicate = "registration.duplicate"
+	kindEventCreate    = "event.create"
+	kindAttendanceJoin = "attendance.join"
 )
 
 func (r *registrar) registerAppliers() {
 	r.outbox.Register(kindEventCreate, r.applyEventCreate)
-	r.outbox.Register(kindEventUpdate, r.applyEventUpdate)
-	r.outbox.Register(kindRegistrationCreate, r.applyRegistrationCreate)
-	r.outbox.Register(kindRegistrationDuplicate, r.applyRegistrationDuplicate)
 	r.outbox.Register(kindAttendanceJoin, r.applyAttendanceJoin)
+}
+
+// journalize fills a journal entry from a decision: the after-states, the
+// outcome events with ids derived from the request's (the same every time
+// the request is decided), and the reply for a waiting handler.
+func (r *registrar) journalize(e *journalEntry, req *request, st *eventState, res result) error {
+	e.Regs, e.Event = res.changed, res.event
+	add := func(typ, subject string, data any) error {
+		env, err := events.NewWithID(fmt.Sprintf("%s-%d", req.ID, len(e.Messages)+1), source, typ, subject, data)
+		if err != nil {
+			return err
+		}
+		env.TraceParent = req.TraceParent
+		body, err := env.Marshal()
+		if err != nil {
+			return err
+		}
+		e.Messages = append(e.Messages, journalMsg{Subject: typ, ID: env.ID, Data: body})
+		return nil
+	}
+	if res.event != nil {
+		if err := add(events.EventUpdated, res.event.ID, res.event.payload(r.public)); err != nil {
+			return err
+		}
+	}
+	for _, o := range res.outcomes {
+		if err := add(o.typ, o.reg.ID, r.payload(st.ev, &o.reg)); err != nil {
+			return err
+		}
+	}
+	if req.Reply != "" {
+		body, err := json.Marshal(res.reply)
+		if err != nil {
+			return err
+		}
+		e.ReplyBody = body
+	}
+	return nil
 }
 
 var errSlugTaken = errors.New("slug taken")
@@ -84,84 +124,6 @@ func (r *registrar) applyEventCreate(ctx context.Context, e *store.Entry) error 
 		return nil // replayed
 	}
 	return store.Discard(errSlugTaken)
-}
-
-// reconcileSeats frees the seats and address holds that crashed
-// registrations left behind. It first finishes what the outbox holds, then
-// leaves alone what belongs to registrations still in it.
-func (r *registrar) reconcileSeats(ctx context.Context) error {
-	if _, err := r.outbox.Sweep(ctx, 2*r.cfg.OutboxInterval, 10_000); err != nil {
-		return err
-	}
-	inFlight, err := r.registrationsInOutbox(ctx)
-	if err != nil {
-		return err
-	}
-	evs, err := r.store.listEvents(ctx)
-	if err != nil {
-		return err
-	}
-	for i := range evs {
-		if evs[i].Capacity.InPerson == 0 && evs[i].Capacity.Online == 0 {
-			continue
-		}
-		freed, err := r.store.reconcileSeats(ctx, evs[i].ID, seatClaimGrace, inFlight)
-		if err != nil {
-			return err
-		}
-		if freed > 0 {
-			r.log.Info("freed seats left by crashed registrations", "event_id", evs[i].ID, "count", freed)
-		}
-	}
-	freed, err := r.store.reconcileHolds(ctx, seatClaimGrace, inFlight)
-	if freed > 0 {
-		r.log.Info("freed addresses held by crashed registrations", "count", freed)
-	}
-	return err
-}
-
-// registrationsInOutbox returns the ids of the registrations whose outbox
-// entries are not finished yet.
-func (r *registrar) registrationsInOutbox(ctx context.Context) (map[string]bool, error) {
-	states, err := r.outbox.States(ctx, kindRegistrationCreate)
-	if err != nil {
-		return nil, err
-	}
-	ids := map[string]bool{}
-	for _, raw := range states {
-		var reg struct {
-			ID string `bson:"_id"`
-		}
-		if err := bson.Unmarshal(raw, &reg); err == nil {
-			ids[reg.ID] = true
-		}
-	}
-	return ids, nil
-}
-
-// seatClaimGrace is how old a seat claim or an address hold without a
-// registration must be before the reconciler frees it: far longer than a
-// registration request can take.
-const seatClaimGrace = 5 * time.Minute
-
-// reconcileEvery runs reconcileSeats at start and then every interval (only
-// at start when interval is not positive).
-func (r *registrar) reconcileEvery(ctx context.Context, interval time.Duration) error {
-	if interval <= 0 {
-		return r.reconcileSeats(ctx)
-	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		if err := r.reconcileSeats(ctx); err != nil && ctx.Err() == nil {
-			r.log.Warn("seat reconciliation failed", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
 }
 
 // validateEvent checks an event from an organizer and fills defaults.

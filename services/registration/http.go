@@ -6,12 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/gofiber/fiber/v2/middleware/idempotency"
 	"github.com/gofiber/fiber/v2/middleware/limiter"
 
 	"github.com/plenaryhq/plenary/pkg/store"
@@ -28,21 +28,30 @@ func (r *registrar) routes(app *fiber.App) {
 	admin.Get("/events/:id/stats", r.handleEventStats)
 	admin.Get("/events/:id/registrations", r.handleListRegistrations)
 	admin.Get("/events/:id/registrations.csv", r.handleRegistrationsCSV)
+	admin.Post("/registrations/:id/:action", r.handleOrganizerAction)
 
 	api := app.Group("/api")
 	api.Get("/events/:slug", r.handlePublicEvent)
 	guards := r.registrationGuards() // shared: one budget per IP and address
 	api.Post("/events/:slug/registrations", slices.Concat(guards, []fiber.Handler{r.handleRegister})...)
-	api.Get("/manage/:token", noStore, r.handleManageView)
+	manage := api.Group("/manage/:token", noStore)
+	manage.Get("", r.handleManageView)
+	manage.Patch("", r.handleManagePatch)
+	manage.Delete("", r.handleManageErase)
+	manage.Post("/cancel", r.handleManageCancel)
+	manage.Post("/resend-link", r.handleManageResend)
+	manage.Get("/export", r.handleManageExport)
 
 	app.Get("/e/:slug", r.pageEvent)
 	app.Post("/e/:slug", slices.Concat(guards, []fiber.Handler{r.pageRegister})...)
 	app.Get("/r/:token", noStore, r.pageManage)
+	app.Post("/r/:token", noStore, r.pageManageAction)
 	app.Get("/j/:token", noStore, r.pageJoin)
 }
 
 // registrationGuards are the middleware of the public writes (the API and
-// the form): per-IP and per-address rate limits and Idempotency-Key replay.
+// the form): per-IP and per-address rate limits. Idempotency-Key needs no
+// middleware: NATS deduplicates the request it names (see submit).
 func (r *registrar) registrationGuards() []fiber.Handler {
 	tooMany := func(c *fiber.Ctx) error {
 		return web.Problem(http.StatusTooManyRequests, "rate_limited", "too many registration attempts; wait a minute and try again")
@@ -51,12 +60,6 @@ func (r *registrar) registrationGuards() []fiber.Handler {
 		limiter.New(limiter.Config{
 			Max: r.cfg.RatePerIP, Expiration: time.Minute, LimitReached: tooMany,
 			KeyGenerator: func(c *fiber.Ctx) string { return "ip:" + web.ClientIP(c) },
-		}),
-		scopeIdempotencyKey,
-		idempotency.New(idempotency.Config{
-			Lifetime:          30 * time.Minute,
-			KeyHeader:         idempotencyHeader,
-			KeyHeaderValidate: func(k string) error { return nil }, // checked by scopeIdempotencyKey
 		}),
 		limiter.New(limiter.Config{
 			Max: r.cfg.RatePerEmail, Expiration: time.Minute, LimitReached: tooMany,
@@ -67,17 +70,16 @@ func (r *registrar) registrationGuards() []fiber.Handler {
 	}
 }
 
-// scopeIdempotencyKey makes an Idempotency-Key mean "this request again":
-// the key the middleware stores is a hash of the client's key, the path and
-// the body, so two clients that happen to choose the same key (a counter,
-// say) never receive each other's response.
-func scopeIdempotencyKey(c *fiber.Ctx) error {
+// idempotencyKey returns the request's Idempotency-Key scoped to its path
+// and body, so two clients that happen to choose the same key (a counter,
+// say) never have each other's request dropped as a duplicate.
+func idempotencyKey(c *fiber.Ctx) (string, error) {
 	k := c.Get(idempotencyHeader)
 	if k == "" {
-		return c.Next()
+		return "", nil
 	}
 	if len(k) > 255 {
-		return web.BadRequest("Idempotency-Key must be at most 255 characters")
+		return "", web.BadRequest("Idempotency-Key must be at most 255 characters")
 	}
 	h := sha256.New()
 	h.Write([]byte(k))
@@ -85,16 +87,18 @@ func scopeIdempotencyKey(c *fiber.Ctx) error {
 	h.Write([]byte(c.Path()))
 	h.Write([]byte{0})
 	h.Write(c.Body())
-	c.Request().Header.Set(idempotencyHeader, hex.EncodeToString(h.Sum(nil)))
-	return c.Next()
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 const idempotencyHeader = "Idempotency-Key"
 
-// emailOf reads the address a registration is for, from JSON or a form.
+// emailOf reads the address a registration is for, from the JSON or form
+// body — the body only, as the handlers do, so a decoy in the query string
+// cannot move the attempt into another address's budget.
 func emailOf(c *fiber.Ctx) string {
 	if strings.HasPrefix(c.Get(fiber.HeaderContentType), fiber.MIMEApplicationForm) {
-		return c.FormValue("email")
+		form, _ := url.ParseQuery(string(c.Body()))
+		return form.Get("email")
 	}
 	var body struct {
 		Email string `json:"email"`
@@ -144,11 +148,11 @@ func (r *registrar) handleEventStats(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	left, err := r.store.seatsLeft(c.UserContext(), ev)
+	st, err := r.store.stats(c.UserContext(), ev)
 	if err != nil {
 		return err
 	}
-	return c.JSON(fiber.Map{"event_id": ev.ID, "capacity": ev.Capacity, "seats_left": left})
+	return c.JSON(st)
 }
 
 // publicEvent is what anyone may see of an event.
@@ -174,7 +178,7 @@ func (r *registrar) handlePublicEvent(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	seats, err := r.store.seatsAvailable(c.UserContext(), ev)
+	seats, err := r.cache.seats(c.UserContext(), ev)
 	if err != nil {
 		return err
 	}
@@ -187,7 +191,7 @@ func (r *registrar) handlePublicEvent(c *fiber.Ctx) error {
 }
 
 func (r *registrar) handleRegister(c *fiber.Ctx) error {
-	ev, err := r.eventBySlug(c)
+	ev, err := r.cachedEvent(c)
 	if err != nil {
 		return err
 	}
@@ -198,43 +202,35 @@ func (r *registrar) handleRegister(c *fiber.Ctx) error {
 	if err := openForRegistration(ev, time.Now()); err != nil {
 		return err
 	}
-	reg, err := newRegistration(ev, &req)
+	n, err := newRegistration(ev, &req)
 	if err != nil {
 		return err
 	}
-	if err := r.register(c.UserContext(), ev, reg); err != nil {
+	key, err := idempotencyKey(c)
+	if err != nil {
+		return err
+	}
+	if err := r.register(c.UserContext(), ev, n, key); err != nil {
 		return err
 	}
 	return c.Status(http.StatusAccepted).JSON(fiber.Map{"status": "received"})
-}
-
-// manageView is what a participant sees of their own registration.
-type manageView struct {
-	*Registration
-	Event struct {
-		Slug     string    `json:"slug"`
-		Title    string    `json:"title"`
-		Timezone string    `json:"timezone"`
-		StartsAt time.Time `json:"starts_at"`
-		EndsAt   time.Time `json:"ends_at"`
-	} `json:"event"`
-}
-
-func (r *registrar) handleManageView(c *fiber.Ctx) error {
-	reg, ev, err := r.byManageToken(c.UserContext(), c.Params("token"))
-	if err != nil {
-		return err
-	}
-	v := manageView{Registration: reg}
-	v.Event.Slug, v.Event.Title, v.Event.Timezone = ev.Slug, ev.Title, ev.Timezone
-	v.Event.StartsAt, v.Event.EndsAt = ev.StartsAt, ev.EndsAt
-	return c.JSON(v)
 }
 
 func (r *registrar) eventByID(c *fiber.Ctx) (*Event, error) {
 	ev, err := r.store.eventByID(c.UserContext(), c.Params("id"))
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, web.NotFound("no event with id " + c.Params("id"))
+	}
+	return ev, err
+}
+
+// cachedEvent is eventBySlug through the short-lived cache, for the public
+// hot paths (the registration rush reads the event once a second, not once
+// a request).
+func (r *registrar) cachedEvent(c *fiber.Ctx) (*Event, error) {
+	ev, err := r.cache.bySlug(c.UserContext(), c.Params("slug"))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, web.NotFound("no event at this address; check the link you were given")
 	}
 	return ev, err
 }

@@ -3,7 +3,6 @@ package registration
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"time"
 
@@ -22,7 +21,6 @@ type attendance struct {
 	At             time.Time `bson:"at" json:"at"`
 }
 
-const kindAttendanceJoin = "attendance.join"
 
 // joinWindow is when the meeting may be joined: from opens_minutes_before
 // the start until the end.
@@ -35,10 +33,13 @@ func joinWindow(ev *Event) (opens, closes time.Time) {
 func (r *registrar) pageJoin(c *fiber.Ctx) error {
 	reg, ev, err := r.byToken(c.UserContext(), links.Join, c.Params("token"))
 	if err != nil {
-		return r.pageProblem(c, err)
+		return r.pageProblem(c, r.localizer(c, ""), err)
 	}
-	message := func(status int, title, detail string) error {
-		return render(c, status, "message", map[string]any{"Title": title, "Detail": detail})
+	l := r.localizer(c, reg.Locale)
+	message := func(status int, title string, detail string) error {
+		p := newPage(l, l.T(title))
+		p.Detail = detail
+		return render(c, status, "message", p)
 	}
 	loc, err := time.LoadLocation(ev.Timezone)
 	if err != nil {
@@ -46,22 +47,18 @@ func (r *registrar) pageJoin(c *fiber.Ctx) error {
 	}
 	now := time.Now()
 	opens, closes := joinWindow(ev)
+	data := map[string]any{"Event": ev.Title, "Opens": l.DateTime(opens, loc), "Ends": l.DateTime(closes, loc)}
 	switch {
 	case reg.Mode != events.ModeOnline:
-		return message(http.StatusForbidden, "This link is for online attendance",
-			"You are registered to attend "+ev.Title+" in person.")
+		return message(http.StatusForbidden, "join.not_online_title", l.T("join.not_online_body", data))
 	case reg.Status != events.StatusConfirmed:
-		return message(http.StatusForbidden, "Your registration is not confirmed",
-			fmt.Sprintf("Your registration for %s is %s; the meeting link works once it is confirmed.", ev.Title, reg.Status))
+		return message(http.StatusForbidden, "join.not_confirmed_title", l.T("join.not_confirmed_body", data))
 	case ev.Online.JoinURL == "":
-		return message(http.StatusServiceUnavailable, "The meeting is not set up yet",
-			"The organisers have not published the meeting yet. Please try again closer to the start.")
+		return message(http.StatusServiceUnavailable, "join.not_set_up_title", l.T("join.not_set_up_body", data))
 	case now.Before(opens):
-		return message(http.StatusForbidden, "The meeting is not open yet",
-			"The meeting opens on "+opens.In(loc).Format("Monday 2 January 2006 at 15:04 MST")+". Come back then with this same link.")
+		return message(http.StatusForbidden, "join.not_open_title", l.T("join.not_open_body", data))
 	case !now.Before(closes):
-		return message(http.StatusGone, "This event has ended",
-			ev.Title+" ended on "+closes.In(loc).Format("Monday 2 January 2006 at 15:04 MST")+".")
+		return message(http.StatusGone, "join.ended_title", l.T("join.ended_body", data))
 	}
 	if err := r.recordJoin(c.UserContext(), ev, reg, now); errors.Is(err, store.ErrDeferred) {
 		r.log.Info("join recorded; the relay will finish it", "registration_id", reg.ID)

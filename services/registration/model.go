@@ -1,6 +1,7 @@
 package registration
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/plenaryhq/plenary/pkg/events"
@@ -95,11 +96,23 @@ type Registration struct {
 	Answers    map[string]any `bson:"answers,omitempty" json:"answers,omitempty"`
 	Consent    Consent        `bson:"consent" json:"consent"`
 	WaitlistOK bool           `bson:"waitlist_ok" json:"waitlist_ok"`
-	// Seat is the id of the seat claim the registration holds ("-" in an
-	// unlimited mode, "" when it holds none).
-	Seat string `bson:"seat,omitempty" json:"-"`
-	// Hold is the id of the hold on its address ("" once given back).
-	Hold        string            `bson:"hold,omitempty" json:"-"`
+	// Seat is the seat number a confirmed registration holds in its mode
+	// (from 1), 0 otherwise. SeatKey makes it unique per event and mode
+	// under a unique index (a fence should two deciders ever overlap);
+	// without a seat it is unique to the registration.
+	Seat    int    `bson:"seat" json:"-"`
+	SeatKey string `bson:"seat_key" json:"-"`
+	// Queue orders the waiting list: the stream sequence of the request
+	// that put the registration on it (0 when not waiting).
+	Queue uint64 `bson:"queue,omitempty" json:"-"`
+	// WantsMode is the other mode a confirmed registration asked to switch
+	// to while it was full: it waits on that mode's list and keeps its seat
+	// until it gets one there.
+	WantsMode   string     `bson:"wants_mode,omitempty" json:"wants_mode,omitempty"`
+	CheckedInAt *time.Time `bson:"checked_in_at,omitempty" json:"checked_in_at,omitempty"`
+	ErasedAt    *time.Time `bson:"erased_at,omitempty" json:"erased_at,omitempty"`
+	// RequestID is the id of the request that created the registration.
+	RequestID   string            `bson:"request_id" json:"-"`
 	Version     int64             `bson:"version" json:"version"`
 	LinkVersion int               `bson:"link_version" json:"-"`
 	CreatedAt   time.Time         `bson:"created_at" json:"created_at"`
@@ -120,4 +133,32 @@ const ConsentTextVersion = "2026-11-privacy-v1"
 
 func emailKey(eventID, email string) string {
 	return eventID + "|" + email
+}
+
+// live reports whether the registration holds its address: confirmed,
+// waiting or awaiting approval.
+func (r *Registration) live() bool {
+	switch r.Status {
+	case events.StatusConfirmed, events.StatusWaitlisted, events.StatusPending:
+		return true
+	}
+	return false
+}
+
+// seatKey is the value of SeatKey for the registration as it stands.
+func (r *Registration) seatKey() string {
+	if r.Seat > 0 {
+		return fmt.Sprintf("%s:%s:%d", r.EventID, r.Mode, r.Seat)
+	}
+	return "-:" + r.ID
+}
+
+// addressKey is the value of EmailKey for the registration as it stands:
+// the address while it is live, something unique to it once it is not, so
+// the address may register again.
+func (r *Registration) addressKey() string {
+	if r.live() {
+		return emailKey(r.EventID, r.Email)
+	}
+	return r.EventID + "|-|" + r.ID
 }

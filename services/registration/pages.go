@@ -1,192 +1,207 @@
 package registration
 
 import (
+	"embed"
 	"errors"
+	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/plenaryhq/plenary/pkg/i18n"
 	"github.com/plenaryhq/plenary/pkg/web"
 )
 
-// Pages are server-rendered and work without JavaScript.
+// Pages are server-rendered, work without JavaScript, and speak the six
+// languages of pkg/i18n: ?lang= first, then the participant's locale, then
+// the browser's Accept-Language.
 
-var pageTemplates = template.Must(template.New("layout").Parse(`{{define "head"}}<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<meta name="referrer" content="no-referrer"><title>{{.}}</title>
-<style>body{font-family:system-ui,sans-serif;max-width:42rem;margin:2rem auto;padding:0 1rem;line-height:1.5;color:#1c1917}
-label{display:block;margin-top:1rem;font-weight:600}input[type=text],input[type=email],select,textarea{width:100%;padding:.4rem;font:inherit}
-.check label,.choice{font-weight:400;display:block;margin-top:.25rem}.error{color:#b91c1c}.muted{color:#57534e}
-button{margin-top:1.5rem;padding:.6rem 1.2rem;font:inherit}</style></head><body>{{end}}
+//go:embed templates/*.html
+var templateFiles embed.FS
 
-{{define "event"}}{{template "head" .Event.Title}}
-<h1>{{.Event.Title}}</h1>
-<p class="muted">{{.When}}{{if .Event.Venue.Name}} · {{.Event.Venue.Name}}{{end}} · in person and online</p>
-{{if .Event.Description}}<p>{{.Event.Description}}</p>{{end}}
-{{if .Done}}<h2>Thank you</h2><p>We have received your registration. You will get an email in a moment saying whether you are confirmed, on the waiting list or awaiting approval, with your personal link to change or cancel it.</p>
-{{else if .Closed}}<p class="error">{{.Closed}}</p>
-{{else}}<h2>Register</h2>
-{{if .Errors}}<p class="error" role="alert">Please correct the fields marked below.</p>{{end}}
-<form method="post" action="/e/{{.Event.Slug}}">
-<label for="name">Full name</label>{{with index .Errors "name"}}<span class="error">{{.}}</span>{{end}}
-<input type="text" id="name" name="name" maxlength="200" required value="{{.Form.Get "name"}}">
-<label for="email">Email</label>{{with index .Errors "email"}}<span class="error">{{.}}</span>{{end}}
-<input type="email" id="email" name="email" maxlength="254" required value="{{.Form.Get "email"}}">
-<label>How will you attend?</label>{{with index .Errors "mode"}}<span class="error">{{.}}</span>{{end}}
-<span class="choice"><input type="radio" name="mode" value="in_person" id="m-ip" {{if eq (.Form.Get "mode") "in_person"}}checked{{end}}> <label class="choice" for="m-ip" style="display:inline">In person{{if .Event.Venue.Name}} at {{.Event.Venue.Name}}{{end}}{{if not .Seats.in_person}} (full{{if .Event.Registration.Waitlist}}: waiting list{{end}}){{end}}</label></span>
-<span class="choice"><input type="radio" name="mode" value="online" id="m-on" {{if eq (.Form.Get "mode") "online"}}checked{{end}}> <label class="choice" for="m-on" style="display:inline">Online{{if not .Seats.online}} (full{{if .Event.Registration.Waitlist}}: waiting list{{end}}){{end}}</label></span>
-<label for="timezone">Your time zone <span class="muted">(optional, e.g. Asia/Tokyo; for online attendees)</span></label>{{with index .Errors "timezone"}}<span class="error">{{.}}</span>{{end}}
-<input type="text" id="timezone" name="timezone" maxlength="64" value="{{.Form.Get "timezone"}}">
-{{range .Event.Questions}}{{$id := .ID}}
-<label for="q-{{.ID}}">{{.Label}}{{if not .Required}} <span class="muted">(optional)</span>{{end}}</label>{{with index $.Errors (print "answers." .ID)}}<span class="error">{{.}}</span>{{end}}
-{{if eq .Type "textarea"}}<textarea id="q-{{.ID}}" name="answers.{{.ID}}" maxlength="2000">{{$.Form.Get (print "answers." .ID)}}</textarea>
-{{else if eq .Type "select"}}<select id="q-{{.ID}}" name="answers.{{.ID}}"><option value="">—</option>{{range .Options}}<option {{if eq . ($.Form.Get (print "answers." $id))}}selected{{end}}>{{.}}</option>{{end}}</select>
-{{else if eq .Type "multiselect"}}{{range .Options}}<span class="choice"><input type="checkbox" name="answers.{{$id}}" value="{{.}}"> {{.}}</span>{{end}}
-{{else if eq .Type "checkbox"}}<span class="choice"><input type="checkbox" id="q-{{.ID}}" name="answers.{{.ID}}" value="true"> yes</span>
-{{else}}<input type="text" id="q-{{.ID}}" name="answers.{{.ID}}" maxlength="500" value="{{$.Form.Get (print "answers." .ID)}}"{{if eq .Type "country"}} placeholder="two-letter code, e.g. AT"{{end}}>{{end}}
-{{end}}
-{{if .Event.Registration.Waitlist}}<span class="choice" style="margin-top:1rem"><input type="checkbox" name="waitlist_ok" value="true" id="wl" checked> <label class="choice" for="wl" style="display:inline">Put me on the waiting list if my choice is full</label></span>{{end}}
-<span class="choice"><input type="checkbox" name="consent" value="true" id="consent"> <label class="choice" for="consent" style="display:inline">I agree that the organisers store my registration to run this event and delete it {{.Event.RetentionDays}} days after it.</label></span>{{with index .Errors "consent"}}<span class="error">{{.}}</span>{{end}}
-<button type="submit">Register</button>
-</form>{{end}}
-</body></html>{{end}}
+var pageTemplates = template.Must(template.New("pages").Funcs(template.FuncMap{
+	"tr": func(l *i18n.Localizer, id string, kv ...any) string {
+		data := map[string]any{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			data[fmt.Sprint(kv[i])] = kv[i+1]
+		}
+		return l.T(id, data)
+	},
+	"field": func(p *page, field, id string) map[string]any {
+		return map[string]any{"Errors": p.Errors, "Field": field, "ID": id}
+	},
+	"has": func(form url.Values, key, value string) bool { return slices.Contains(form[key], value) },
+	"modeName": modeName,
+}).ParseFS(templateFiles, "templates/*.html"))
 
-{{define "manage"}}{{template "head" .Event.Title}}
-<h1>{{.Event.Title}}</h1>
-<p>{{.When}}</p>
-<h2>Your registration</h2>
-<dl>
-<dt>Name</dt><dd>{{.Reg.Name}}</dd>
-<dt>Email</dt><dd>{{.Reg.Email}}</dd>
-<dt>Attending</dt><dd>{{if eq .Reg.Mode "online"}}online{{else}}in person{{end}}</dd>
-<dt>Status</dt><dd>{{.Reg.Status}}</dd>
-</dl>
-</body></html>{{end}}
+// page is what every template sees.
+type page struct {
+	L      *i18n.Localizer
+	Title  string
+	Detail string
+	Langs  []lang
+	Event  *Event
+	When   string
+	Form   url.Values
+	Errors map[string]string
+	// ErrorList is Errors in form order, for the summary at the top.
+	ErrorList []fieldError
+	Zones     []string
+	Zone      string
+	Locale    string
 
-{{define "message"}}{{template "head" .Title}}<h1>{{.Title}}</h1><p>{{.Detail}}</p></body></html>{{end}}`))
+	// Event page.
+	Done   bool
+	Closed string
+	Seats  map[string]bool
 
-func whenText(ev *Event) string {
+	// Manage page.
+	View      *manageView
+	Token     string
+	Status    string
+	Flash     string
+	Live      bool
+	CheckedIn string
+	Opens     string
+}
+
+type lang struct{ Code, Name string }
+
+type fieldError struct{ ID, Label, Message string }
+
+var langs = func() []lang {
+	out := make([]lang, 0, len(i18n.Supported))
+	for _, code := range i18n.Supported {
+		out = append(out, lang{Code: code, Name: i18n.Names[code]})
+	}
+	return out
+}()
+
+func modeName(l *i18n.Localizer, mode string) string {
+	if mode == "online" {
+		return l.T("manage.mode_online")
+	}
+	return l.T("manage.mode_in_person")
+}
+
+// localizer picks the page's language; stored is the participant's locale
+// ("" when unknown).
+func (r *registrar) localizer(c *fiber.Ctx, stored string) *i18n.Localizer {
+	q := c.Query("lang")
+	if q == "" && c.Method() == fiber.MethodPost {
+		if form, err := url.ParseQuery(string(c.Body())); err == nil {
+			q = form.Get("lang")
+		}
+	}
+	return r.i18n.For(i18n.Negotiate(q, stored, c.Get(fiber.HeaderAcceptLanguage), i18n.Supported))
+}
+
+func newPage(l *i18n.Localizer, title string) *page {
+	return &page{L: l, Title: title, Langs: langs, Form: url.Values{}, Errors: map[string]string{}, Zones: i18n.Zones()}
+}
+
+func (r *registrar) when(l *i18n.Localizer, ev *Event) string {
 	loc, err := time.LoadLocation(ev.Timezone)
 	if err != nil {
 		loc = time.UTC
 	}
-	return ev.StartsAt.In(loc).Format("Monday 2 January 2006, 15:04") + " – " +
-		ev.EndsAt.In(loc).Format("Monday 2 January 2006, 15:04 MST")
+	return l.DateTime(ev.StartsAt, loc) + " – " + l.DateTime(ev.EndsAt, loc)
 }
 
-func render(c *fiber.Ctx, status int, name string, data any) error {
+func render(c *fiber.Ctx, status int, name string, p *page) error {
 	c.Type("html", "utf-8")
 	c.Status(status)
-	return pageTemplates.ExecuteTemplate(c, name, data)
+	return pageTemplates.ExecuteTemplate(c, name, p)
 }
 
-// pageEvent shows an event and its registration form.
-func (r *registrar) pageEvent(c *fiber.Ctx) error {
-	ev, err := r.eventBySlug(c)
-	if err != nil {
-		return r.pageProblem(c, err)
-	}
-	return r.renderEventPage(c, ev, http.StatusOK, url.Values{}, nil, c.Query("registered") == "1")
-}
-
-func (r *registrar) renderEventPage(c *fiber.Ctx, ev *Event, status int, form url.Values, errs map[string]string, done bool) error {
-	seats, err := r.store.seatsAvailable(c.UserContext(), ev)
-	if err != nil {
+// setErrors turns validation errors into localized messages beside their
+// fields and in the summary, in the order the fields were reported.
+func setErrors(p *page, err error) error {
+	prob, ok := web.AsProblem(err)
+	if !ok || len(prob.Errors) == 0 {
 		return err
 	}
-	closed := ""
-	if err := openForRegistration(ev, time.Now()); err != nil {
-		if p, ok := web.AsProblem(err); ok {
-			closed = p.Detail
-		}
-	}
-	return render(c, status, "event", map[string]any{
-		"Event": ev, "When": whenText(ev), "Form": form, "Errors": errs, "Done": done,
-		"Closed": closed, "Seats": seats,
-	})
-}
-
-// pageRegister takes the form. Success redirects (303) to the event page
-// with a thank-you, so a reload does not post twice; invalid input shows the
-// form again with the values kept and the errors beside their fields.
-func (r *registrar) pageRegister(c *fiber.Ctx) error {
-	ev, err := r.eventBySlug(c)
-	if err != nil {
-		return r.pageProblem(c, err)
-	}
-	form, err := url.ParseQuery(string(c.Body()))
-	if err != nil {
-		return r.pageProblem(c, web.BadRequest("the form could not be read; please try again"))
-	}
-	if err := openForRegistration(ev, time.Now()); err != nil {
-		return r.renderEventPage(c, ev, http.StatusConflict, form, nil, false)
-	}
-	reg, err := newRegistration(ev, formRequest(ev, form))
-	if err != nil {
-		p, ok := web.AsProblem(err)
-		if !ok {
-			return err
-		}
-		errs := map[string]string{}
-		for _, f := range p.Errors {
-			errs[f.Field] = f.Message
-		}
-		return r.renderEventPage(c, ev, http.StatusUnprocessableEntity, form, errs, false)
-	}
-	if err := r.register(c.UserContext(), ev, reg); err != nil {
-		return err
-	}
-	return c.Redirect("/e/"+url.PathEscape(ev.Slug)+"?registered=1", http.StatusSeeOther)
-}
-
-// formRequest reads a registration from the form's fields; answers come as
-// answers.<question id>.
-func formRequest(ev *Event, form url.Values) *RegisterRequest {
-	req := &RegisterRequest{
-		Name: form.Get("name"), Email: form.Get("email"), Mode: form.Get("mode"),
-		Locale: form.Get("locale"), Timezone: strings.TrimSpace(form.Get("timezone")),
-		Consent: form.Get("consent") == "true", WaitlistOK: form.Get("waitlist_ok") == "true",
-		Answers: map[string]any{},
-	}
-	for _, q := range ev.Questions {
-		key := "answers." + q.ID
-		if !form.Has(key) {
+	for _, f := range prob.Errors {
+		msg := fieldMessage(p.L, f.Field, f.Message)
+		if _, dup := p.Errors[f.Field]; dup {
 			continue
 		}
-		switch q.Type {
-		case "multiselect":
-			vals := make([]any, 0, len(form[key]))
-			for _, v := range form[key] {
-				vals = append(vals, v)
-			}
-			req.Answers[q.ID] = vals
-		case "checkbox":
-			req.Answers[q.ID] = form.Get(key) == "true"
-		default:
-			req.Answers[q.ID] = form.Get(key)
+		p.Errors[f.Field] = msg
+		id, label := f.Field, f.Field
+		switch f.Field {
+		case "name", "email", "timezone", "consent":
+			label = p.L.T("form." + f.Field)
+		case "mode":
+			label = p.L.T("form.mode")
+		case "locale":
+			label = p.L.T("form.locale")
 		}
+		if q, ok := strings.CutPrefix(f.Field, "answers."); ok {
+			id = "q-" + q
+			if p.Event != nil {
+				for _, question := range p.Event.Questions {
+					if question.ID == q {
+						label = question.Label
+					}
+				}
+			}
+		}
+		p.ErrorList = append(p.ErrorList, fieldError{ID: id, Label: label, Message: msg})
 	}
-	return req
+	return nil
 }
 
-// pageManage is the manage page a participant's link opens.
-func (r *registrar) pageManage(c *fiber.Ctx) error {
-	reg, ev, err := r.byManageToken(c.UserContext(), c.Params("token"))
-	if err != nil {
-		return r.pageProblem(c, err)
+// fieldMessage localizes a validation message (written in English for the
+// JSON API) by what it says about which field.
+func fieldMessage(l *i18n.Localizer, field, msg string) string {
+	var limit int
+	switch {
+	case strings.HasPrefix(msg, "required"):
+		return l.T("err.required")
+	case field == "email":
+		return l.T("err.email")
+	case field == "mode":
+		return l.T("err.mode")
+	case field == "timezone":
+		return l.T("err.timezone")
+	case field == "consent":
+		return l.T("err.consent")
+	case field == "locale":
+		return l.T("err.locale")
+	case strings.HasPrefix(field, "confirm"):
+		return l.T("manage.confirm_required")
+	case strings.HasPrefix(msg, "at most"):
+		if _, err := fmt.Sscanf(msg, "at most %d characters", &limit); err == nil {
+			return l.T("err.too_long", map[string]any{"Max": limit})
+		}
+	case strings.HasPrefix(msg, "must be a single line"):
+		return l.T("err.single_line")
+	case strings.HasPrefix(msg, "must be checked"):
+		return l.T("err.checked")
+	case strings.Contains(msg, "not one of the options"):
+		return l.T("err.option")
+	case strings.Contains(msg, "country code"):
+		return l.T("err.country")
 	}
-	return render(c, http.StatusOK, "manage", map[string]any{"Event": ev, "Reg": reg, "When": whenText(ev)})
+	return l.T("err.invalid")
 }
 
-// pageProblem shows a problem as a page rather than JSON.
-func (r *registrar) pageProblem(c *fiber.Ctx, err error) error {
+// pageProblem shows a problem as a page rather than JSON; a link that does
+// not open anything gets the same words in every case.
+func (r *registrar) pageProblem(c *fiber.Ctx, l *i18n.Localizer, err error) error {
 	var p *web.Error
 	if !errors.As(err, &p) {
 		return err
 	}
-	return render(c, p.Status, "message", map[string]any{"Title": p.Title, "Detail": p.Detail})
+	pg := newPage(l, p.Title)
+	pg.Detail = p.Detail
+	if p.Status == http.StatusNotFound {
+		pg.Title, pg.Detail = l.T("page.not_found"), l.T("page.invalid_link")
+	}
+	return render(c, p.Status, "message", pg)
 }

@@ -21,7 +21,7 @@ func TestRegistrationPageWorksWithoutJavaScript(t *testing.T) {
 
 	page := h.pub.Do(t, "GET", "/e/page", nil)
 	body := string(page.Body)
-	if page.Status != http.StatusOK || !strings.Contains(body, `<form method="post" action="/e/page">`) {
+	if page.Status != http.StatusOK || !strings.Contains(body, `<form method="post" action="/e/page" novalidate>`) {
 		t.Fatalf("event page: %d %s", page.Status, body)
 	}
 	if !strings.Contains(body, "Roundtable &lt;on borders&gt;") || strings.Contains(body, "<on borders>") {
@@ -40,7 +40,7 @@ func TestRegistrationPageWorksWithoutJavaScript(t *testing.T) {
 	if status != http.StatusUnprocessableEntity {
 		t.Fatalf("invalid form: %d", status)
 	}
-	for _, want := range []string{"must be a plain address", "agree to the privacy notice", "answers.organisation", `value="&lt;b&gt;Ada&lt;/b&gt;"`} {
+	for _, want := range []string{"Enter a plain email address", "agree to the privacy notice", "answers.organisation", `value="&lt;b&gt;Ada&lt;/b&gt;"`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("the form shown again lacks %q", want)
 		}
@@ -50,7 +50,7 @@ func TestRegistrationPageWorksWithoutJavaScript(t *testing.T) {
 		"name": {"Ada Lovelace"}, "email": {"ada@example.org"}, "mode": {"online"}, "consent": {"true"},
 		"answers.organisation": {"OSCE"}, "answers.panels": {"Trafficking", "Terrorism"},
 	})
-	if status != http.StatusSeeOther || hdr.Get("Location") != "/e/page?registered=1" {
+	if status != http.StatusSeeOther || hdr.Get("Location") != "/e/page?registered=1&lang=en" {
 		t.Fatalf("valid form: %d, Location %q", status, hdr.Get("Location"))
 	}
 	got := h.waitPublished(events.RegistrationConfirmed, 1)[0]

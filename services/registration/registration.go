@@ -15,7 +15,9 @@ import (
 	"github.com/caarlos0/env/v11"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/plenaryhq/plenary/pkg/bus"
 	"github.com/plenaryhq/plenary/pkg/events"
+	"github.com/plenaryhq/plenary/pkg/i18n"
 	"github.com/plenaryhq/plenary/pkg/links"
 	"github.com/plenaryhq/plenary/pkg/service"
 	"github.com/plenaryhq/plenary/pkg/store"
@@ -37,9 +39,17 @@ type Config struct {
 	RatePerEmail int `env:"RATE_LIMIT_PER_EMAIL" envDefault:"5"`
 	// OutboxInterval is how often the relay sweeps the outbox.
 	OutboxInterval time.Duration `env:"OUTBOX_INTERVAL" envDefault:"3s"`
-	// SeatReconcileInterval is how often seats left claimed by crashed
-	// registrations are looked for.
-	SeatReconcileInterval time.Duration `env:"SEAT_RECONCILE_INTERVAL" envDefault:"10m"`
+	// DeciderPinnedTTL is how long the active decider may stop pulling
+	// before another replica's decider takes over.
+	DeciderPinnedTTL time.Duration `env:"DECIDER_PINNED_TTL" envDefault:"5s"`
+	// ActionWait bounds how long an organiser's or a participant's change
+	// waits for the decider's outcome before it is answered 202.
+	ActionWait time.Duration `env:"ACTION_WAIT" envDefault:"5s"`
+	// RetentionInterval is how often events past their retention period
+	// are looked for, to anonymise their registrations.
+	RetentionInterval time.Duration `env:"RETENTION_INTERVAL" envDefault:"1h"`
+	// ResendPerHour bounds "email me my links again" per registration.
+	ResendPerHour int `env:"RESEND_LIMIT_PER_HOUR" envDefault:"3"`
 }
 
 // LoadConfig reads the configuration from the environment.
@@ -76,7 +86,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	deps, err := service.Start(ctx, "registration", cfg.Common, log, events.StreamRegistration)
+	deps, err := service.Start(ctx, "registration", cfg.Common, log, events.StreamRegistration, events.StreamRequests)
 	if err != nil {
 		return err
 	}
@@ -86,16 +96,31 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := st.ensureIndexes(ctx); err != nil {
 		return err
 	}
+	catalog, err := i18n.New()
+	if err != nil {
+		return err
+	}
 	outbox := store.NewOutbox(deps.DB, deps.Bus, log)
+	committer := bus.NewCommitter(deps.Bus, 4)
+	defer committer.Close()
 	svc := &registrar{
-		cfg:    cfg,
-		log:    log,
-		store:  st,
-		outbox: outbox,
-		links:  signer,
-		public: strings.TrimRight(cfg.PublicURL, "/"),
+		cfg:       cfg,
+		log:       log,
+		store:     st,
+		outbox:    outbox,
+		bus:       deps.Bus,
+		committer: committer,
+		links:     signer,
+		public:    strings.TrimRight(cfg.PublicURL, "/"),
+		cache:     newEventCache(st),
+		resends:   newResendLimiter(cfg.ResendPerHour),
+		i18n:      catalog,
 	}
 	svc.registerAppliers()
+	dec, err := svc.newDecider(ctx)
+	if err != nil {
+		return err
+	}
 
 	app := deps.App()
 	svc.routes(app)
@@ -103,7 +128,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return deps.Serve(ctx, app) })
 	g.Go(func() error { return outbox.Relay(ctx, cfg.OutboxInterval, 2*cfg.OutboxInterval) })
-	g.Go(func() error { return svc.reconcileEvery(ctx, cfg.SeatReconcileInterval) })
+	g.Go(func() error { return dec.run(ctx) })
+	g.Go(func() error { return svc.retainEvery(ctx, cfg.RetentionInterval) })
 	log.Info("registration started", "public_url", svc.public)
 	return g.Wait()
 }

@@ -49,7 +49,9 @@ func newHarness(t *testing.T, tweak ...func(*Config)) *harness {
 		RatePerIP:             1000,
 		RatePerEmail:          1000,
 		OutboxInterval:        200 * time.Millisecond,
-		SeatReconcileInterval: time.Hour,
+		RetentionInterval:     time.Hour,
+		ActionWait:            5 * time.Second,
+		DeciderPinnedTTL:      2 * time.Second,
 	}
 	for _, f := range tweak {
 		f(&h.cfg)
@@ -371,15 +373,24 @@ func TestRateLimitPerAddress(t *testing.T) {
 	}
 }
 
-func TestRegistrationDuringNATSOutageIsPublishedLater(t *testing.T) {
+// A registration is accepted only once NATS has stored it: while NATS is
+// away the answer says to try again (nothing is half-accepted), and once it
+// is back the same request goes through.
+func TestRegistrationDuringNATSOutageAsksToRetry(t *testing.T) {
 	h := newHarness(t)
 	h.createEvent("outage")
 	h.nats.Stop()
 	r := h.register("outage", "late@example.org", events.ModeInPerson)
-	if r.Status != http.StatusAccepted {
-		t.Fatalf("register during outage: %d %s", r.Status, r.Body)
+	if r.Status != http.StatusServiceUnavailable || !strings.Contains(string(r.Body), "try again") {
+		t.Fatalf("register during outage: %d %s, want 503", r.Status, r.Body)
 	}
 	h.nats.Restart(t)
+	testkit.Eventually(t, 10*time.Second, func() error {
+		if r := h.register("outage", "late@example.org", events.ModeInPerson); r.Status != http.StatusAccepted {
+			return fmt.Errorf("register after the outage: %d %s", r.Status, r.Body)
+		}
+		return nil
+	})
 	got := h.waitPublished(events.RegistrationConfirmed, 1)
 	if got[0].Email != "late@example.org" {
 		t.Fatalf("published %+v", got[0])
@@ -400,127 +411,8 @@ func TestConfigRequiresSecrets(t *testing.T) {
 	}
 }
 
-func TestReconcileFreesSeatsOfCrashedRegistrations(t *testing.T) {
-	db := testkit.Mongo(t)
-	st := newStore(db)
-	ctx := context.Background()
-	if err := st.ensureIndexes(ctx); err != nil {
-		t.Fatal(err)
-	}
-	ev := &Event{ID: "ev1", Capacity: events.Capacity{InPerson: 2}}
-	claim := func(id string) string {
-		t.Helper()
-		seat, err := st.claimSeat(ctx, ev, &Registration{ID: id, EventID: "ev1", EmailKey: "ev1|" + id, Mode: events.ModeInPerson})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return seat
-	}
-	held := claim("kept")
-	if held == "" {
-		t.Fatal("first seat not claimed")
-	}
-	if _, err := st.registrations.InsertOne(ctx, Registration{ID: "kept", EventID: "ev1", EmailKey: "k", Seat: held}); err != nil {
-		t.Fatal(err)
-	}
-	// A claim whose registration never got written: the crash case.
-	if claim("crashed") == "" {
-		t.Fatal("second seat not claimed")
-	}
-	if s := claim("third"); s != "" {
-		t.Fatalf("claimed %q beyond capacity", s)
-	}
-	if n, err := st.reconcileSeats(ctx, "ev1", time.Hour, nil); err != nil || n != 0 {
-		t.Fatalf("young claims must be left alone: freed %d, %v", n, err)
-	}
-	// A negative age takes claims made this very millisecond too; a claim
-	// whose registration is still in the outbox is not an orphan.
-	if n, err := st.reconcileSeats(ctx, "ev1", -time.Minute, map[string]bool{"crashed": true}); err != nil || n != 0 {
-		t.Fatalf("an in-flight registration's claim was freed: %d, %v", n, err)
-	}
-	if n, err := st.reconcileSeats(ctx, "ev1", -time.Minute, nil); err != nil || n != 1 {
-		t.Fatalf("freed %d, %v; want 1", n, err)
-	}
-	left, err := st.seatsLeft(ctx, ev)
-	if err != nil || left[events.ModeInPerson] != 1 {
-		t.Fatalf("seats left %v %v, want 1", left, err)
-	}
-}
 
-// A release deletes only the claim it names: a stale or repeated release,
-// after the seat went to someone else, leaves the new holder's claim alone.
-func TestStaleReleaseCannotFreeSomeoneElsesSeat(t *testing.T) {
-	db := testkit.Mongo(t)
-	st := newStore(db)
-	ctx := context.Background()
-	if err := st.ensureIndexes(ctx); err != nil {
-		t.Fatal(err)
-	}
-	ev := &Event{ID: "ev1", Capacity: events.Capacity{InPerson: 1}}
-	first, err := st.claimSeat(ctx, ev, &Registration{ID: "r1", Mode: events.ModeInPerson})
-	if err != nil || first == "" {
-		t.Fatalf("claim: %q %v", first, err)
-	}
-	if err := st.releaseSeat(ctx, first); err != nil {
-		t.Fatal(err)
-	}
-	second, err := st.claimSeat(ctx, ev, &Registration{ID: "r2", Mode: events.ModeInPerson})
-	if err != nil || second == "" || second == first {
-		t.Fatalf("reclaim: %q %v", second, err)
-	}
-	if err := st.releaseSeat(ctx, first); err != nil { // the stale one
-		t.Fatal(err)
-	}
-	if left, _ := st.seatsLeft(ctx, ev); left[events.ModeInPerson] != 0 {
-		t.Fatalf("a stale release freed r2's seat: %v", left)
-	}
-}
 
-// A crash right after the outbox entry was written (before the registration
-// was inserted or announced) must be finished by the relay: the seat stays
-// held, the registration appears, and its event is published once.
-func TestRelayFinishesARegistrationLeftByACrash(t *testing.T) {
-	h := newHarness(t)
-	evResp := h.createEvent("crash", func(b map[string]any) { b["capacity"] = map[string]any{"in_person": 3} })
-	h.stop()
-
-	// Replay what register does up to the crash, against the same database.
-	ctx := context.Background()
-	db := h.database()
-	st := newStore(db)
-	ev, err := st.eventByID(ctx, evResp.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer := mustSigner(t, h.cfg.LinkKey)
-	r := &registrar{store: st, links: signer, public: h.cfg.PublicURL}
-	reg, err := newRegistration(ev, &RegisterRequest{Name: "Crash Test", Email: "crash@example.org", Mode: events.ModeInPerson, Consent: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.decide(ctx, ev, reg); err != nil || reg.Status != events.StatusConfirmed {
-		t.Fatalf("decide: %v %s", err, reg.Status)
-	}
-	env, _ := events.New(source, events.RegistrationConfirmed, reg.ID, r.payload(ev, reg))
-	entry, _ := store.NewEntry(kindRegistrationCreate, env, reg)
-	entry.CreatedAt = entry.CreatedAt.Add(-time.Minute) // old enough for the relay
-	if _, err := db.Collection(store.OutboxCollection).InsertOne(ctx, entry); err != nil {
-		t.Fatal(err)
-	}
-
-	h.start()
-	got := h.waitPublished(events.RegistrationConfirmed, 1)
-	if got[0].ID != reg.ID {
-		t.Fatalf("published %s, want %s", got[0].ID, reg.ID)
-	}
-	stored, err := st.registrationByID(ctx, reg.ID)
-	if err != nil || stored.Seat != reg.Seat {
-		t.Fatalf("registration after relay: %+v %v", stored, err)
-	}
-	if left, _ := st.seatsLeft(ctx, ev); left[events.ModeInPerson] != 2 {
-		t.Fatalf("seats left %v, want 2", left)
-	}
-}
 
 func mustSigner(t *testing.T, key string) *links.Signer {
 	t.Helper()

@@ -2,7 +2,6 @@ package registration
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -12,37 +11,51 @@ import (
 	"github.com/plenaryhq/plenary/pkg/store"
 )
 
-// regStore is the service's MongoDB state: events, registrations and seat
-// counters. Registrations only grow by inserts on the hot path.
+// regStore is the service's MongoDB state: events, registrations, the
+// decider's journal and attendance. Registrations grow by batched inserts
+// on the hot path; only the decider writes them.
 type regStore struct {
 	events        *mongo.Collection
 	registrations *mongo.Collection
-	seats         *mongo.Collection
+	journal       *mongo.Collection
 	attendance    *mongo.Collection
-	holds         *mongo.Collection
-	cursor        *slotCursor
 }
 
 func newStore(db *mongo.Database) *regStore {
 	return &regStore{
 		events:        db.Collection("events"),
 		registrations: db.Collection("registrations"),
-		seats:         db.Collection("seats"),
+		journal:       db.Collection("decisions"),
 		attendance:    db.Collection("attendance"),
-		holds:         db.Collection("holds"),
-		cursor:        newSlotCursor(),
 	}
 }
 
+// ensureIndexes creates the indexes. Two are the decider's fences: one live
+// registration per address and event (email_key), one confirmed
+// registration per seat number and mode (seat_key).
 func (s *regStore) ensureIndexes(ctx context.Context) error {
+	if err := s.migrateSeatKeys(ctx); err != nil {
+		return err
+	}
 	return store.EnsureIndexes(ctx, s.events.Database(),
 		store.Index{Collection: "events", Keys: bson.D{{Key: "slug", Value: 1}}, Unique: true},
 		store.Index{Collection: "registrations", Keys: bson.D{{Key: "email_key", Value: 1}}, Unique: true},
+		store.Index{Collection: "registrations", Keys: bson.D{{Key: "seat_key", Value: 1}}, Unique: true},
 		store.Index{Collection: "registrations", Keys: bson.D{{Key: "event_id", Value: 1}, {Key: "_id", Value: 1}}},
-		store.Index{Collection: "seats", Keys: bson.D{{Key: "slot", Value: 1}}, Unique: true},
-		store.Index{Collection: "seats", Keys: bson.D{{Key: "event_id", Value: 1}, {Key: "mode", Value: 1}}},
-		store.Index{Collection: "holds", Keys: bson.D{{Key: "email_key", Value: 1}}, Unique: true},
 	)
+}
+
+// registrationsOf returns every registration of an event.
+func (s *regStore) registrationsOf(ctx context.Context, eventID string) ([]Registration, error) {
+	cur, err := s.registrations.Find(ctx, bson.D{{Key: "event_id", Value: eventID}})
+	if err != nil {
+		return nil, fmt.Errorf("registrations of %s: %w", eventID, err)
+	}
+	var out []Registration
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("registrations of %s: %w", eventID, err)
+	}
+	return out, nil
 }
 
 func (s *regStore) eventByID(ctx context.Context, id string) (*Event, error) {
@@ -73,30 +86,30 @@ func (s *regStore) registrationByEmailKey(ctx context.Context, key string) (*Reg
 	return findOne[Registration](ctx, s.registrations, bson.D{{Key: "email_key", Value: key}})
 }
 
-// insertRegistration inserts r. Inserting the same registration again is
-// not an error; another active registration with the same address is
-// errDuplicateEmail.
-func (s *regStore) insertRegistration(ctx context.Context, r *Registration) error {
-	_, err := s.registrations.InsertOne(ctx, r)
-	if err = store.Translate(err); !errors.Is(err, store.ErrDuplicate) {
-		return err
-	}
-	existing, ferr := s.registrationByID(ctx, r.ID)
-	if ferr == nil && existing != nil {
-		return nil // our own insert, replayed
-	}
-	if ferr != nil && !errors.Is(ferr, store.ErrNotFound) {
-		return ferr
-	}
-	return errDuplicateEmail
-}
-
-var errDuplicateEmail = errors.New("already registered with this email address")
-
 func findOne[T any](ctx context.Context, coll *mongo.Collection, filter bson.D) (*T, error) {
 	var v T
 	if err := coll.FindOne(ctx, filter).Decode(&v); err != nil {
 		return nil, store.Translate(err)
 	}
 	return &v, nil
+}
+
+// migrateSeatKeys gives registrations stored before seat_key existed a
+// value unique to them, so its unique index can be built.
+func (s *regStore) migrateSeatKeys(ctx context.Context) error {
+	cur, err := s.registrations.Find(ctx, bson.D{{Key: "seat_key", Value: bson.D{{Key: "$exists", Value: false}}}})
+	if err != nil {
+		return fmt.Errorf("migrate seat keys: %w", err)
+	}
+	var regs []Registration
+	if err := cur.All(ctx, &regs); err != nil {
+		return fmt.Errorf("migrate seat keys: %w", err)
+	}
+	for _, r := range regs {
+		if _, err := s.registrations.UpdateOne(ctx, bson.D{{Key: "_id", Value: r.ID}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "seat_key", Value: "-:" + r.ID}}}}); err != nil {
+			return fmt.Errorf("migrate seat keys: %w", err)
+		}
+	}
+	return nil
 }

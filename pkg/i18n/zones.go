@@ -1,0 +1,59 @@
+package i18n
+
+import "slices"
+
+// zones is the curated list behind Zones: UTC, then the zones of major cities,
+// sorted by name. Only canonical names, not links or deprecated ones such as
+// Asia/Calcutta or Europe/Kiev, so that a stored choice stays canonical.
+var zones = []string{
+	"UTC",
+
+	"Africa/Abidjan", "Africa/Accra", "Africa/Addis_Ababa", "Africa/Algiers",
+	"Africa/Cairo", "Africa/Casablanca", "Africa/Dakar", "Africa/Dar_es_Salaam",
+	"Africa/Johannesburg", "Africa/Kampala", "Africa/Khartoum", "Africa/Kinshasa",
+	"Africa/Lagos", "Africa/Luanda", "Africa/Maputo", "Africa/Nairobi",
+	"Africa/Tunis", "Africa/Windhoek",
+
+	"America/Anchorage", "America/Argentina/Buenos_Aires", "America/Asuncion",
+	"America/Bogota", "America/Caracas", "America/Chicago", "America/Costa_Rica",
+	"America/Denver", "America/Edmonton", "America/Guatemala", "America/Guayaquil",
+	"America/Halifax", "America/Havana", "America/La_Paz", "America/Lima",
+	"America/Los_Angeles", "America/Mexico_City", "America/Montevideo",
+	"America/New_York", "America/Panama", "America/Phoenix", "America/Puerto_Rico",
+	"America/Santiago", "America/Santo_Domingo", "America/Sao_Paulo",
+	"America/St_Johns", "America/Toronto", "America/Vancouver", "America/Winnipeg",
+
+	"Asia/Almaty", "Asia/Amman", "Asia/Baghdad", "Asia/Baku", "Asia/Bangkok",
+	"Asia/Beirut", "Asia/Colombo", "Asia/Dhaka", "Asia/Dubai", "Asia/Ho_Chi_Minh",
+	"Asia/Hong_Kong", "Asia/Irkutsk", "Asia/Jakarta", "Asia/Jerusalem",
+	"Asia/Kabul", "Asia/Kamchatka", "Asia/Karachi", "Asia/Kathmandu",
+	"Asia/Kolkata", "Asia/Krasnoyarsk", "Asia/Kuala_Lumpur", "Asia/Manila",
+	"Asia/Novosibirsk", "Asia/Omsk", "Asia/Qatar", "Asia/Riyadh", "Asia/Seoul",
+	"Asia/Shanghai", "Asia/Singapore", "Asia/Taipei", "Asia/Tashkent",
+	"Asia/Tbilisi", "Asia/Tehran", "Asia/Tokyo", "Asia/Vladivostok",
+	"Asia/Yakutsk", "Asia/Yangon", "Asia/Yekaterinburg", "Asia/Yerevan",
+
+	"Atlantic/Azores", "Atlantic/Canary", "Atlantic/Cape_Verde", "Atlantic/Reykjavik",
+
+	"Australia/Adelaide", "Australia/Brisbane", "Australia/Darwin",
+	"Australia/Hobart", "Australia/Melbourne", "Australia/Perth", "Australia/Sydney",
+
+	"Europe/Amsterdam", "Europe/Athens", "Europe/Belgrade", "Europe/Berlin",
+	"Europe/Brussels", "Europe/Bucharest", "Europe/Budapest", "Europe/Chisinau",
+	"Europe/Copenhagen", "Europe/Dublin", "Europe/Helsinki", "Europe/Istanbul",
+	"Europe/Kaliningrad", "Europe/Kyiv", "Europe/Lisbon", "Europe/London",
+	"Europe/Luxembourg", "Europe/Madrid", "Europe/Minsk", "Europe/Moscow",
+	"Europe/Oslo", "Europe/Paris", "Europe/Prague", "Europe/Riga", "Europe/Rome",
+	"Europe/Samara", "Europe/Sofia", "Europe/Stockholm", "Europe/Tallinn",
+	"Europe/Vienna", "Europe/Vilnius", "Europe/Warsaw", "Europe/Zagreb",
+	"Europe/Zurich",
+
+	"Indian/Maldives", "Indian/Mauritius",
+
+	"Pacific/Auckland", "Pacific/Fiji", "Pacific/Guam", "Pacific/Honolulu",
+	"Pacific/Port_Moresby", "Pacific/Tongatapu",
+}
+
+// Zones returns the IANA time zone names offered in a time zone select: UTC,
+// then the major cities of each continent, sorted. The caller owns the slice.
+func Zones() []string { return slices.Clone(zones) }

@@ -1,0 +1,162 @@
+package registration
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/plenaryhq/plenary/pkg/events"
+)
+
+// eventCache keeps events and their seat availability for a second, so the
+// public pages and the registration rush do not read MongoDB per request
+// (on FerretDB every lookup scans). A second-old view is fine there: the
+// decider, not this cache, decides who gets a seat.
+type eventCache struct {
+	st *regStore
+	mu sync.Mutex
+	ev map[string]cached[*Event]
+	av map[string]cached[map[string]bool]
+}
+
+type cached[T any] struct {
+	v  T
+	at time.Time
+}
+
+const cacheTTL = time.Second
+
+func newEventCache(st *regStore) *eventCache {
+	return &eventCache{st: st, ev: map[string]cached[*Event]{}, av: map[string]cached[map[string]bool]{}}
+}
+
+// bySlug returns the event at slug, at most cacheTTL old.
+func (c *eventCache) bySlug(ctx context.Context, slug string) (*Event, error) {
+	c.mu.Lock()
+	e, ok := c.ev[slug]
+	c.mu.Unlock()
+	if ok && time.Since(e.at) < cacheTTL {
+		return e.v, nil
+	}
+	ev, err := c.st.eventBySlug(ctx, slug)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.ev[slug] = cached[*Event]{v: ev, at: time.Now()}
+	c.mu.Unlock()
+	return ev, nil
+}
+
+// seats says per mode whether a seat is free now (always, in an unlimited
+// mode), at most cacheTTL old.
+func (c *eventCache) seats(ctx context.Context, ev *Event) (map[string]bool, error) {
+	c.mu.Lock()
+	e, ok := c.av[ev.ID]
+	c.mu.Unlock()
+	if ok && time.Since(e.at) < cacheTTL {
+		return e.v, nil
+	}
+	st, err := c.st.stats(ctx, ev)
+	if err != nil {
+		return nil, err
+	}
+	seats := map[string]bool{}
+	for _, m := range modes {
+		left, limited := st.SeatsLeft[m]
+		seats[m] = !limited || (left > 0 && st.Waiting[m] == 0)
+	}
+	c.mu.Lock()
+	c.av[ev.ID] = cached[map[string]bool]{v: seats, at: time.Now()}
+	c.mu.Unlock()
+	return seats, nil
+}
+
+// eventStats is what organisers see of an event's registrations.
+type eventStats struct {
+	EventID  string                    `json:"event_id"`
+	Capacity events.Capacity           `json:"capacity"`
+	ByMode   map[string]map[string]int `json:"by_mode"` // mode → status → count
+	// SeatsLeft per limited mode; OverCapacity is how many more are
+	// confirmed than a lowered capacity allows (nobody new is confirmed
+	// until the mode is back under it).
+	SeatsLeft    map[string]int `json:"seats_left"`
+	OverCapacity map[string]int `json:"over_capacity"`
+	Waiting      map[string]int `json:"waitlist"`
+	CheckedIn    int            `json:"checked_in"`
+	Joins        int            `json:"joins"`
+	JoinedOnce   int            `json:"attendees_joined"`
+}
+
+// stats counts an event's registrations in one pass over them.
+func (s *regStore) stats(ctx context.Context, ev *Event) (*eventStats, error) {
+	cur, err := s.registrations.Find(ctx, bson.D{{Key: "event_id", Value: ev.ID}})
+	if err != nil {
+		return nil, fmt.Errorf("stats %s: %w", ev.ID, err)
+	}
+	defer cur.Close(ctx)
+	out := &eventStats{EventID: ev.ID, Capacity: ev.Capacity, ByMode: map[string]map[string]int{},
+		SeatsLeft: map[string]int{}, OverCapacity: map[string]int{}, Waiting: map[string]int{}}
+	for _, m := range modes {
+		out.ByMode[m] = map[string]int{}
+	}
+	for cur.Next(ctx) {
+		var r struct {
+			Mode        string     `bson:"mode"`
+			Status      string     `bson:"status"`
+			WantsMode   string     `bson:"wants_mode"`
+			CheckedInAt *time.Time `bson:"checked_in_at"`
+		}
+		if err := cur.Decode(&r); err != nil {
+			return nil, fmt.Errorf("stats %s: %w", ev.ID, err)
+		}
+		if out.ByMode[r.Mode] == nil {
+			out.ByMode[r.Mode] = map[string]int{}
+		}
+		out.ByMode[r.Mode][r.Status]++
+		reg := Registration{Mode: r.Mode, Status: r.Status, WantsMode: r.WantsMode}
+		if w := reg.waitsFor(); w != "" {
+			out.Waiting[w]++
+		}
+		if r.CheckedInAt != nil {
+			out.CheckedIn++
+		}
+	}
+	if err := cur.Err(); err != nil {
+		return nil, fmt.Errorf("stats %s: %w", ev.ID, err)
+	}
+	for _, m := range modes {
+		if c := ev.capacityFor(m); c > 0 {
+			confirmed := out.ByMode[m][events.StatusConfirmed]
+			out.SeatsLeft[m] = max(c-confirmed, 0)
+			out.OverCapacity[m] = max(confirmed-c, 0)
+		}
+	}
+	joins, err := s.joins(ctx, ev.ID)
+	if err != nil {
+		return nil, err
+	}
+	out.Joins = len(joins)
+	people := map[string]bool{}
+	for _, j := range joins {
+		people[j.RegistrationID] = true
+	}
+	out.JoinedOnce = len(people)
+	return out, nil
+}
+
+// joins returns an event's attendance records.
+func (s *regStore) joins(ctx context.Context, eventID string) ([]attendance, error) {
+	cur, err := s.attendance.Find(ctx, bson.D{{Key: "event_id", Value: eventID}})
+	if err != nil {
+		return nil, fmt.Errorf("joins %s: %w", eventID, err)
+	}
+	var out []attendance
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("joins %s: %w", eventID, err)
+	}
+	return out, nil
+}

@@ -1,0 +1,379 @@
+package registration
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/plenaryhq/plenary/pkg/events"
+	"github.com/plenaryhq/plenary/pkg/store"
+)
+
+// The decider applies registration requests in the order the
+// REGISTRATION_REQUESTS stream stored them. Every replica runs one, but a
+// pinned priority group lets only one receive messages at a time; another
+// is pinned when it stops pulling for PinnedTTL. A decider that receives
+// messages under a pin id it has not seen rebuilds its state from the
+// database before deciding anything.
+const (
+	deciderDurable = "decider"
+	deciderGroup   = "decider"
+	// maxDecideBatch bounds one batch: one journal InsertMany, one
+	// registrations InsertMany and one atomic publish for all of it.
+	maxDecideBatch = 500
+)
+
+type decider struct {
+	r      *registrar
+	log    *slog.Logger
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	cons   jetstream.Consumer
+
+	states map[string]*eventState // by event id, loaded on first use
+	loaded bool                   // states and last match the database
+	pinID  string
+	last   int64 // stream sequence of the last request decided
+	pruned time.Time
+}
+
+func (r *registrar) newDecider(ctx context.Context) (*decider, error) {
+	js := r.bus.JS
+	stream, err := js.Stream(ctx, events.StreamRequests)
+	if err != nil {
+		return nil, fmt.Errorf("decider: %w", err)
+	}
+	cons, err := stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:        deciderDurable,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        time.Minute,
+		MaxDeliver:     -1, // a request is never given up on
+		MaxAckPending:  20_000,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		PriorityGroups: []string{deciderGroup},
+		PriorityPolicy: jetstream.PriorityPolicyPinned,
+		PinnedTTL:      r.cfg.DeciderPinnedTTL,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("decider: consumer: %w", err)
+	}
+	return &decider{r: r, log: r.log.With("component", "decider"), js: js, stream: stream, cons: cons}, nil
+}
+
+// run decides until ctx ends. A batch that fails (MongoDB or NATS away) is
+// retried until it succeeds, its messages kept in progress meanwhile, so
+// nothing after it is decided first.
+func (d *decider) run(ctx context.Context) error {
+	it, err := d.cons.Messages(jetstream.PullMaxMessages(2*maxDecideBatch), jetstream.PullPriorityGroup(deciderGroup))
+	if err != nil {
+		return fmt.Errorf("decider: %w", err)
+	}
+	defer func() {
+		it.Stop()
+		// Hand over at once rather than after PinnedTTL.
+		uctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if d.pinID != "" {
+			_ = d.stream.UnpinConsumer(uctx, deciderDurable, deciderGroup)
+		}
+	}()
+	for {
+		first, err := it.Next(jetstream.NextContext(ctx))
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return fmt.Errorf("decider: %w", err)
+			}
+			d.log.Warn("decider: next", "err", err)
+			continue
+		}
+		batch := []jetstream.Msg{first}
+		for len(batch) < maxDecideBatch {
+			m, err := it.Next(jetstream.NextMaxWait(2 * time.Millisecond))
+			if err != nil {
+				break
+			}
+			batch = append(batch, m)
+		}
+		for attempt := 1; ; attempt++ {
+			err := d.process(ctx, batch)
+			if err == nil || ctx.Err() != nil {
+				break
+			}
+			d.loaded = false // memory may be ahead of the database now
+			delay := min(time.Duration(attempt)*200*time.Millisecond, 3*time.Second)
+			d.log.Warn("decider: batch failed; retrying", "err", err, "attempt", attempt, "delay", delay)
+			for _, m := range batch {
+				_ = m.InProgress()
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(delay):
+			}
+		}
+		d.prune(ctx)
+	}
+}
+
+// item is one request to decide: from the consumer, or read straight from
+// the stream to fill a gap (msg nil).
+type item struct {
+	seq int64
+	req request
+	msg jetstream.Msg
+}
+
+// process decides a batch: journal, write, announce, acknowledge, reply.
+func (d *decider) process(ctx context.Context, batch []jetstream.Msg) error {
+	for _, m := range batch {
+		if pin := m.Headers().Get("Nats-Pin-Id"); pin != "" && pin != d.pinID {
+			d.log.Info("decider: pinned; taking over", "pin", pin)
+			d.pinID, d.loaded = pin, false
+		}
+	}
+	if !d.loaded {
+		if err := d.reload(ctx); err != nil {
+			return err
+		}
+	}
+	var done []jetstream.Msg // decided before: acknowledge only
+	var todo []item
+	next := d.last
+	for _, m := range batch {
+		md, err := m.Metadata()
+		if err != nil {
+			return err
+		}
+		seq := int64(md.Sequence.Stream)
+		if seq <= next {
+			done = append(done, m)
+			continue
+		}
+		// Requests this decider never received (the one before took them
+		// and stopped) wait for their redelivery no longer: read them.
+		for gap := next + 1; gap < seq; gap++ {
+			it, ok, err := d.fromStream(ctx, gap)
+			if err != nil {
+				return err
+			}
+			if ok {
+				todo = append(todo, it)
+			}
+		}
+		it := item{seq: seq, msg: m}
+		if err := json.Unmarshal(m.Data(), &it.req); err != nil {
+			d.log.Error("decider: request is not JSON; skipped", "seq", seq, "err", err)
+			done = append(done, m)
+			next = seq
+			continue
+		}
+		todo = append(todo, it)
+		next = seq
+	}
+	entries, err := d.decideAll(ctx, todo)
+	if err != nil {
+		return err
+	}
+	if err := d.commit(ctx, entries); err != nil {
+		return err
+	}
+	d.last = next
+	for _, it := range todo {
+		if it.msg != nil {
+			_ = it.msg.Ack()
+		}
+	}
+	for _, m := range done {
+		_ = m.Ack()
+	}
+	return nil
+}
+
+// fromStream reads the request at seq from the stream itself.
+func (d *decider) fromStream(ctx context.Context, seq int64) (item, bool, error) {
+	raw, err := d.stream.GetMsg(ctx, uint64(seq))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return item{}, false, nil // aged out or deleted
+	}
+	if err != nil {
+		return item{}, false, fmt.Errorf("decider: read request %d: %w", seq, err)
+	}
+	it := item{seq: seq}
+	if err := json.Unmarshal(raw.Data, &it.req); err != nil {
+		return item{}, false, nil
+	}
+	return it, true, nil
+}
+
+// decideAll decides the items in order against the in-memory state and
+// returns their journal entries.
+func (d *decider) decideAll(ctx context.Context, todo []item) ([]*journalEntry, error) {
+	entries := make([]*journalEntry, 0, len(todo))
+	for i := range todo {
+		it := &todo[i]
+		st, err := d.state(ctx, it.req.EventID)
+		if err != nil {
+			return nil, err
+		}
+		e := &journalEntry{Seq: it.seq, RequestID: it.req.ID, EventID: it.req.EventID, Reply: it.req.Reply, At: time.Now().UTC()}
+		var res result
+		if st == nil {
+			res.reply = reply{Status: "not_found", Detail: "no such event"}
+		} else {
+			res = st.decide(&it.req, uint64(it.seq), time.Now())
+		}
+		if err := d.r.journalize(e, &it.req, st, res); err != nil {
+			return nil, err
+		}
+		entries = append(entries, e)
+	}
+	return entries, nil
+}
+
+// commit records, writes and announces entries, then replies to whoever
+// waits for them.
+func (d *decider) commit(ctx context.Context, entries []*journalEntry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	st := d.r.store
+	if err := st.recordDecisions(ctx, entries); err != nil {
+		return err
+	}
+	if err := st.applyDecisions(ctx, entries); err != nil {
+		return err
+	}
+	return d.announce(ctx, entries)
+}
+
+// announce publishes the entries' outcome events (deduplicated by their
+// ids, so announcing again is harmless) and answers waiting handlers.
+func (d *decider) announce(ctx context.Context, entries []*journalEntry) error {
+	var msgs []*nats.Msg
+	for _, e := range entries {
+		for _, m := range e.Messages {
+			msg := &nats.Msg{Subject: m.Subject, Data: m.Data, Header: nats.Header{}}
+			msg.Header.Set(jetstream.MsgIDHeader, m.ID)
+			if env, err := events.Parse(m.Data); err == nil && env.TraceParent != "" {
+				msg.Header.Set(events.TraceHeader, env.TraceParent)
+			}
+			msgs = append(msgs, msg)
+		}
+	}
+	if err := d.r.bus.PublishBatch(ctx, msgs); err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Reply != "" && e.ReplyBody != nil {
+			_ = d.r.bus.NC.Publish(e.Reply, e.ReplyBody)
+		}
+	}
+	return nil
+}
+
+// state returns the event's state, loading it on first use; nil when there
+// is no such event.
+func (d *decider) state(ctx context.Context, eventID string) (*eventState, error) {
+	if st, ok := d.states[eventID]; ok {
+		return st, nil
+	}
+	ev, err := d.r.store.eventByID(ctx, eventID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	regs, err := d.r.store.registrationsOf(ctx, eventID)
+	if err != nil {
+		return nil, err
+	}
+	st := newEventState(ev)
+	st.load(regs)
+	d.states[eventID] = st
+	return st, nil
+}
+
+// reload finishes what the journal holds beyond the consumer's ack floor
+// (written, maybe not applied or announced), forgets every event's state,
+// and sets where deciding resumes.
+func (d *decider) reload(ctx context.Context) error {
+	info, err := d.cons.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("decider: consumer info: %w", err)
+	}
+	floor := int64(info.AckFloor.Stream)
+	pending, err := d.r.store.pendingDecisions(ctx, floor)
+	if err != nil {
+		return err
+	}
+	d.last = floor
+	if n := len(pending); n > 0 {
+		d.last = max(floor, pending[n-1].Seq)
+	}
+	if err := d.r.store.applyDecisions(ctx, pending); errors.Is(err, errFence) {
+		if pending, err = d.dropConflicting(ctx, pending); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	if err := d.announce(ctx, pending); err != nil {
+		return err
+	}
+	d.states = map[string]*eventState{}
+	d.loaded = true
+	d.log.Info("decider: state reloaded", "ack_floor", floor, "journal", len(pending), "resume_after", d.last)
+	return nil
+}
+
+// prune deletes journal entries the consumer's ack floor has passed, at
+// most every few seconds.
+func (d *decider) prune(ctx context.Context) {
+	if time.Since(d.pruned) < 3*time.Second {
+		return
+	}
+	d.pruned = time.Now()
+	info, err := d.cons.Info(ctx)
+	if err != nil {
+		return
+	}
+	if err := d.r.store.pruneDecisions(ctx, int64(info.AckFloor.Stream)); err != nil {
+		d.log.Warn("decider: prune journal", "err", err)
+	}
+}
+
+// dropConflicting handles a journal that cannot be applied: two deciders
+// overlapped during a failover and decided on different states, and the
+// unique indexes refused the later writes. Entries are applied one by one;
+// from the first refused one on, the entries are deleted unannounced, and
+// their requests decided again from the stream. It returns the entries
+// that stand.
+func (d *decider) dropConflicting(ctx context.Context, pending []*journalEntry) ([]*journalEntry, error) {
+	for i, e := range pending {
+		err := d.r.store.applyDecisions(ctx, []*journalEntry{e})
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, errFence) {
+			return nil, err
+		}
+		d.log.Error("decider: journal entries conflict with the database; deciding them again",
+			"from_seq", e.Seq, "count", len(pending)-i)
+		if err := d.r.store.dropDecisionsFrom(ctx, e.Seq); err != nil {
+			return nil, err
+		}
+		d.last = e.Seq - 1
+		return pending[:i], nil
+	}
+	return pending, nil
+}

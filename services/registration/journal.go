@@ -1,0 +1,241 @@
+package registration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/plenaryhq/plenary/pkg/store"
+)
+
+// A journal entry is one decided request: the registrations it changed (as
+// they stood after it), the event's new version if it changed the event,
+// and the messages that announce it. Its _id is the request's stream
+// sequence, so two deciders can never both record a decision for one
+// request: the insert is the commit point. Entries are written in one
+// InsertMany per batch, then applied, then announced; the decider deletes
+// them once the consumer's ack floor has passed them. A decider taking
+// over finishes what the journal still holds before it decides anything.
+type journalEntry struct {
+	Seq       int64          `bson:"_id"`
+	RequestID string         `bson:"request_id"`
+	EventID   string         `bson:"event_id"`
+	Regs      []Registration `bson:"regs,omitempty"`
+	Event     *Event         `bson:"event,omitempty"`
+	Messages  []journalMsg   `bson:"messages,omitempty"`
+	Reply     string         `bson:"reply,omitempty"`
+	ReplyBody []byte         `bson:"reply_body,omitempty"`
+	At        time.Time      `bson:"at"`
+}
+
+// journalMsg is an outcome event, ready to publish.
+type journalMsg struct {
+	Subject string `bson:"subject"`
+	ID      string `bson:"id"`
+	Data    []byte `bson:"data"`
+}
+
+// errFence means a unique index refused a write: another decider got there
+// first. The decider reloads its state and tries again.
+var errFence = errors.New("fence: a unique index refused the write; another decider was active")
+
+// recordDecisions inserts the batch's journal entries.
+func (s *regStore) recordDecisions(ctx context.Context, entries []*journalEntry) error {
+	_, err := s.journal.InsertMany(ctx, entries, options.InsertMany().SetOrdered(false))
+	if err = store.Translate(err); errors.Is(err, store.ErrDuplicate) {
+		return errFence
+	}
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	return nil
+}
+
+// pendingDecisions returns the entries after seq, in order.
+func (s *regStore) pendingDecisions(ctx context.Context, after int64) ([]*journalEntry, error) {
+	cur, err := s.journal.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$gt", Value: after}}}})
+	if err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	var out []*journalEntry
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	slices.SortFunc(out, func(a, b *journalEntry) int { return int(a.Seq - b.Seq) })
+	return out, nil
+}
+
+// pruneDecisions deletes the entries up to seq.
+func (s *regStore) pruneDecisions(ctx context.Context, upTo int64) error {
+	_, err := s.journal.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$lte", Value: upTo}}}})
+	return err
+}
+
+// dropDecisionsFrom deletes the entries from seq on.
+func (s *regStore) dropDecisionsFrom(ctx context.Context, seq int64) error {
+	_, err := s.journal.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$gte", Value: seq}}}})
+	return err
+}
+
+// applyDecisions writes what the entries decided. The fast path writes each
+// registration once, in its final state: the new ones with one InsertMany,
+// the changed ones replaced in the order they last changed. Should a unique
+// index refuse that order (a seat handed on twice in one batch), it writes
+// every entry's after-states one by one in decision order, which never
+// breaks an index unless another decider wrote meanwhile (errFence).
+// Writing again what is written already changes nothing.
+func (s *regStore) applyDecisions(ctx context.Context, entries []*journalEntry) error {
+	err := s.applyCoalesced(ctx, entries)
+	if !errors.Is(err, errFence) {
+		return err
+	}
+	for _, e := range entries {
+		for i := range e.Regs {
+			if err := s.writeRegistration(ctx, &e.Regs[i]); err != nil {
+				return err
+			}
+		}
+	}
+	return s.applyEvents(ctx, entries)
+}
+
+func (s *regStore) applyCoalesced(ctx context.Context, entries []*journalEntry) error {
+	type last struct {
+		reg  *Registration
+		base int64 // version before the batch; 0: new
+		pos  int
+	}
+	byID := map[string]*last{}
+	pos := 0
+	for _, e := range entries {
+		for i := range e.Regs {
+			r := &e.Regs[i]
+			pos++
+			l := byID[r.ID]
+			if l == nil {
+				l = &last{base: r.Version - 1}
+				if r.Version == 1 {
+					l.base = 0
+				}
+				byID[r.ID] = l
+			}
+			l.reg, l.pos = r, pos
+		}
+	}
+	var inserts []any
+	var updates []*last
+	for _, l := range byID {
+		if l.base == 0 {
+			inserts = append(inserts, l.reg)
+		} else {
+			updates = append(updates, l)
+		}
+	}
+	slices.SortFunc(updates, func(a, b *last) int { return a.pos - b.pos })
+	for _, u := range updates {
+		if err := s.writeRegistration(ctx, u.reg); err != nil {
+			return err
+		}
+	}
+	if len(inserts) > 0 {
+		_, err := s.registrations.InsertMany(ctx, inserts, options.InsertMany().SetOrdered(false))
+		if err := s.insertedOrOurs(ctx, inserts, err); err != nil {
+			return err
+		}
+	}
+	return s.applyEvents(ctx, entries)
+}
+
+// insertedOrOurs accepts an InsertMany error made only of duplicate _ids
+// (a replay: the registration is there already) and turns a duplicate on
+// another unique index into errFence.
+func (s *regStore) insertedOrOurs(ctx context.Context, inserts []any, err error) error {
+	if err == nil {
+		return nil
+	}
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil {
+		return fmt.Errorf("insert registrations: %w", err)
+	}
+	for _, we := range bwe.WriteErrors {
+		if !mongo.IsDuplicateKeyError(we) || we.Index < 0 || we.Index >= len(inserts) {
+			return fmt.Errorf("insert registrations: %w", err)
+		}
+		if ours, err := s.stored(ctx, inserts[we.Index].(*Registration).ID); err != nil || !ours {
+			return errors.Join(errFence, err)
+		}
+	}
+	return nil
+}
+
+// stored reports whether a registration with id is in the database: a
+// duplicate-key error on its insert is then a replay, not a fence.
+func (s *regStore) stored(ctx context.Context, id string) (bool, error) {
+	n, err := s.registrations.CountDocuments(ctx, bson.D{{Key: "_id", Value: id}})
+	return n > 0, err
+}
+
+// writeRegistration writes r unless the stored copy is at r's version or
+// later. Only the active decider writes registrations.
+func (s *regStore) writeRegistration(ctx context.Context, r *Registration) error {
+	if r.Version == 1 {
+		_, err := s.registrations.InsertOne(ctx, r)
+		if err = store.Translate(err); errors.Is(err, store.ErrDuplicate) {
+			if ours, serr := s.stored(ctx, r.ID); serr != nil || !ours {
+				return errors.Join(errFence, serr)
+			}
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("insert registration %s: %w", r.ID, err)
+		}
+		return nil
+	}
+	res, err := s.registrations.ReplaceOne(ctx,
+		bson.D{{Key: "_id", Value: r.ID}, {Key: "version", Value: bson.D{{Key: "$lt", Value: r.Version}}}},
+		r, options.Replace().SetUpsert(false))
+	if err = store.Translate(err); errors.Is(err, store.ErrDuplicate) {
+		return errFence
+	}
+	if err != nil {
+		return fmt.Errorf("write registration %s: %w", r.ID, err)
+	}
+	if res.MatchedCount == 0 {
+		// Either written already (a replay) or never inserted: the first
+		// version was lost with a crash between journal and write.
+		ours, err := s.stored(ctx, r.ID)
+		if err != nil {
+			return fmt.Errorf("write registration %s: %w", r.ID, err)
+		}
+		if !ours {
+			if _, err := s.registrations.InsertOne(ctx, r); err != nil && !mongo.IsDuplicateKeyError(err) {
+				return fmt.Errorf("insert registration %s: %w", r.ID, err)
+			}
+		}
+	}
+	return nil
+}
+
+func (s *regStore) applyEvents(ctx context.Context, entries []*journalEntry) error {
+	for _, e := range entries {
+		if e.Event == nil {
+			continue
+		}
+		_, err := s.events.ReplaceOne(ctx,
+			bson.D{{Key: "_id", Value: e.Event.ID}, {Key: "version", Value: bson.D{{Key: "$lt", Value: e.Event.Version}}}},
+			e.Event)
+		if err = store.Translate(err); errors.Is(err, store.ErrDuplicate) {
+			return errFence
+		}
+		if err != nil {
+			return fmt.Errorf("write event %s: %w", e.Event.ID, err)
+		}
+	}
+	return nil
+}

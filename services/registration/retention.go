@@ -1,0 +1,60 @@
+package registration
+
+import (
+	"context"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// retainEvery looks for events whose retention period is over, at start and
+// then every interval, and asks the decider to anonymise their
+// registrations (DESIGN §7). Every replica looks; the request's key is the
+// event and the day, so NATS keeps one of them.
+func (r *registrar) retainEvery(ctx context.Context, interval time.Duration) error {
+	if interval <= 0 {
+		interval = time.Hour
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := r.retain(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			r.log.Warn("retention: failed; trying again later", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (r *registrar) retain(ctx context.Context, now time.Time) error {
+	evs, err := r.store.listEvents(ctx)
+	if err != nil {
+		return err
+	}
+	for _, ev := range evs {
+		if now.Before(retentionEnds(&ev)) {
+			continue
+		}
+		n, err := r.store.registrations.CountDocuments(ctx, bson.D{
+			{Key: "event_id", Value: ev.ID}, {Key: "erased_at", Value: bson.D{{Key: "$exists", Value: false}}},
+		})
+		if err != nil || n == 0 {
+			continue
+		}
+		req := &request{Kind: kindRetention, EventID: ev.ID}
+		req.ID = "retention-" + ev.ID + "-" + now.UTC().Format("20060102")
+		if err := r.submit(ctx, req, req.ID); err != nil {
+			return err
+		}
+		r.log.Info("retention: registrations to anonymise", "event_id", ev.ID, "count", n)
+	}
+	return nil
+}
+
+// retentionEnds is when an event's registrations are anonymised.
+func retentionEnds(ev *Event) time.Time {
+	return ev.EndsAt.Add(time.Duration(ev.RetentionDays) * 24 * time.Hour)
+}
