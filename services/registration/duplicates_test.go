@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/plenaryhq/plenary/pkg/events"
 	"github.com/plenaryhq/plenary/pkg/testkit"
 )
@@ -142,4 +141,3 @@ func TestCrossModeDuplicateNeverTakesASeat(t *testing.T) {
 		})
 	}
 }
-

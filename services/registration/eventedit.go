@@ -103,4 +103,3 @@ func mergePatch(target map[string]any, patch map[string]any) map[string]any {
 	}
 	return target
 }
-

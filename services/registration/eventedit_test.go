@@ -67,7 +67,6 @@ func TestOrganizersEditEvents(t *testing.T) {
 	}
 }
 
-
 func filterType(t *testing.T, h *harness, typ string) []events.Envelope {
 	t.Helper()
 	return testkit.OfType(testkit.ReadStream(t, h.bus.JS, events.StreamRegistration), typ)

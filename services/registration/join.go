@@ -21,7 +21,6 @@ type attendance struct {
 	At             time.Time `bson:"at" json:"at"`
 }
 
-
 // joinWindow is when the meeting may be joined: from opens_minutes_before
 // the start until the end.
 func joinWindow(ev *Event) (opens, closes time.Time) {

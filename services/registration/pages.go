@@ -35,7 +35,7 @@ var pageTemplates = template.Must(template.New("pages").Funcs(template.FuncMap{
 	"field": func(p *page, field, id string) map[string]any {
 		return map[string]any{"Errors": p.Errors, "Field": field, "ID": id}
 	},
-	"has": func(form url.Values, key, value string) bool { return slices.Contains(form[key], value) },
+	"has":      func(form url.Values, key, value string) bool { return slices.Contains(form[key], value) },
 	"modeName": modeName,
 }).ParseFS(templateFiles, "templates/*.html"))
 

@@ -43,15 +43,15 @@ func newHarness(t *testing.T, tweak ...func(*Config)) *harness {
 			NATSURL:       h.nats.URL,
 			ConnectWait:   5 * time.Second,
 		},
-		PublicURL:             "http://plenary.test",
-		AdminTokens:           []string{adminToken},
-		LinkKey:               strings.Repeat("k", 32),
-		RatePerIP:             1000,
-		RatePerEmail:          1000,
-		OutboxInterval:        200 * time.Millisecond,
-		RetentionInterval:     time.Hour,
-		ActionWait:            5 * time.Second,
-		DeciderPinnedTTL:      2 * time.Second,
+		PublicURL:         "http://plenary.test",
+		AdminTokens:       []string{adminToken},
+		LinkKey:           strings.Repeat("k", 32),
+		RatePerIP:         1000,
+		RatePerEmail:      1000,
+		OutboxInterval:    200 * time.Millisecond,
+		RetentionInterval: time.Hour,
+		ActionWait:        5 * time.Second,
+		DeciderPinnedTTL:  2 * time.Second,
 	}
 	for _, f := range tweak {
 		f(&h.cfg)
@@ -410,9 +410,6 @@ func TestConfigRequiresSecrets(t *testing.T) {
 		})
 	}
 }
-
-
-
 
 func mustSigner(t *testing.T, key string) *links.Signer {
 	t.Helper()
