@@ -112,12 +112,16 @@ func accessLog(log *slog.Logger, hist *prometheus.HistogramVec) fiber.Handler {
 			}
 		}
 		route := c.Route().Path
+		// c.Method() points into fasthttp's buffer, which the next request on
+		// the connection overwrites, and the histogram keeps its label values
+		// for good: copied, or a POST series turns into "GETT".
+		method := strings.Clone(c.Method())
 		elapsed := time.Since(start)
-		hist.WithLabelValues(route, c.Method(), strconv.Itoa(status)).Observe(elapsed.Seconds())
+		hist.WithLabelValues(route, method, strconv.Itoa(status)).Observe(elapsed.Seconds())
 		if route == "/healthz" || route == "/readyz" || route == "/metrics" {
 			return err
 		}
-		log.Info("http", "method", c.Method(), "route", route, "status", status,
+		log.Info("http", "method", method, "route", route, "status", status,
 			"duration_ms", float64(elapsed.Microseconds())/1000, "request_id", requestID(c),
 			"trace_id", events.TraceID(events.TraceFrom(c.UserContext())))
 		return err
