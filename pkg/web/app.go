@@ -111,17 +111,44 @@ func accessLog(log *slog.Logger, hist *prometheus.HistogramVec) fiber.Handler {
 				status = http.StatusInternalServerError
 			}
 		}
-		route := c.Route().Path
+		route := routeOf(c, err)
+		// c.Method() points into fasthttp's buffer, which the next request on
+		// the connection overwrites, and the histogram keeps its label values
+		// for good: copied, or a POST series turns into "GETT".
+		method := strings.Clone(c.Method())
 		elapsed := time.Since(start)
-		hist.WithLabelValues(route, c.Method(), strconv.Itoa(status)).Observe(elapsed.Seconds())
+		hist.WithLabelValues(route, method, strconv.Itoa(status)).Observe(elapsed.Seconds())
 		if route == "/healthz" || route == "/readyz" || route == "/metrics" {
 			return err
 		}
-		log.Info("http", "method", c.Method(), "route", route, "status", status,
+		log.Info("http", "method", method, "route", route, "status", status,
 			"duration_ms", float64(elapsed.Microseconds())/1000, "request_id", requestID(c),
 			"trace_id", events.TraceID(events.TraceFrom(c.UserContext())))
 		return err
 	}
+}
+
+// unmatched is the route that logs and metrics give a request no route of
+// the service answered: its raw path may carry a participant's token.
+const unmatched = "unmatched"
+
+// routeOf is the route pattern that answered c, never the raw path.
+func routeOf(c *fiber.Ctx, err error) string {
+	r := c.Route()
+	// Before routing (an error fasthttp raised) Fiber stands in a Route
+	// without handlers whose Path is the raw path.
+	if len(r.Handlers) == 0 || isUnknownRoute(err) {
+		return unmatched
+	}
+	return r.Path
+}
+
+// isUnknownRoute reports Fiber's own 404 (no route matched the path, or a
+// handler returned fiber.ErrNotFound) and 405 (the path is routed, but not
+// for this method). Handlers that find nothing return NotFound instead.
+func isUnknownRoute(err error) bool {
+	var fe *fiber.Error
+	return errors.As(err, &fe) && (fe.Code == http.StatusNotFound || fe.Code == http.StatusMethodNotAllowed)
 }
 
 // traceContext continues the caller's W3C trace (a traceparent header) or
@@ -143,14 +170,23 @@ func requestID(c *fiber.Ctx) string {
 func errorHandler(log *slog.Logger) fiber.ErrorHandler {
 	return func(c *fiber.Ctx, err error) error {
 		p, ok := AsProblem(err)
-		if !ok {
-			var fe *fiber.Error
-			if errors.As(err, &fe) {
-				p = Problem(fe.Code, strings.ReplaceAll(strings.ToLower(http.StatusText(fe.Code)), " ", "_"), fe.Message)
-			} else {
-				log.Error("request failed", "route", c.Route().Path, "request_id", requestID(c), "err", err)
-				p = Problem(http.StatusInternalServerError, "internal", "something went wrong on our side; try again later (request id "+requestID(c)+")")
+		var fe *fiber.Error
+		switch {
+		case ok: // the handler's own problem, as it is
+		case isUnknownRoute(err):
+			// Fiber's message repeats the path ("Cannot GET /r/<token>/x"),
+			// and the path may hold a token: answer without it, and keep
+			// caches from storing the URL with the answer.
+			p = NotFound("there is nothing at this address; check the link you were given")
+			if errors.As(err, &fe) && fe.Code == http.StatusMethodNotAllowed {
+				p = Problem(http.StatusMethodNotAllowed, "method_not_allowed", "this address does not take this HTTP method")
 			}
+			c.Set(fiber.HeaderCacheControl, "no-store")
+		case errors.As(err, &fe):
+			p = Problem(fe.Code, strings.ReplaceAll(strings.ToLower(http.StatusText(fe.Code)), " ", "_"), fe.Message)
+		default:
+			log.Error("request failed", "route", routeOf(c, err), "request_id", requestID(c), "err", err)
+			p = Problem(http.StatusInternalServerError, "internal", "something went wrong on our side; try again later (request id "+requestID(c)+")")
 		}
 		// JSON's optional argument sets the content type; without it JSON
 		// would overwrite a header set beforehand with application/json.
