@@ -259,9 +259,30 @@ func TestOutagesOfNotificationAndNATSLoseNothing(t *testing.T) {
 	}
 	e.register("outages", "during-notification-outage@example.org", "online")
 
+	// While NATS is away a registration cannot be accepted (it is accepted
+	// once NATS stores it): the answer says to retry, and the retry after
+	// NATS is back goes through, once.
 	e.nats.Stop()
-	e.register("outages", "during-nats-outage@example.org", "in_person")
+	r := e.pub.Do(t, "POST", "/api/events/outages/registrations", map[string]any{
+		"name": "Late", "email": "during-nats-outage@example.org", "mode": "in_person", "consent": true,
+	}, "Idempotency-Key", "retry-1")
+	if r.Status != http.StatusServiceUnavailable {
+		t.Fatalf("register during the NATS outage: %d %s, want 503", r.Status, r.Body)
+	}
 	e.nats.Restart(t)
+	// Retry as a client would, a few times a second (not faster: the
+	// per-IP rate limit would rightly refuse).
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		r := e.pub.Do(t, "POST", "/api/events/outages/registrations", map[string]any{
+			"name": "Late", "email": "during-nats-outage@example.org", "mode": "in_person", "consent": true,
+		}, "Idempotency-Key", "retry-1")
+		if r.Status == http.StatusAccepted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("retry after the outage: %d %s", r.Status, r.Body)
+		}
+	}
 
 	if err := e.stack.Start(Notification); err != nil {
 		t.Fatal(err)

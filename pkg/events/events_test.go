@@ -132,6 +132,7 @@ func TestStreams(t *testing.T) {
 		events.StreamMail:         {events.MailSend, jetstream.WorkQueuePolicy},
 		events.StreamMailStatus:   {events.AllMailStatus, jetstream.LimitsPolicy},
 		events.StreamDLQ:          {"dlq.>", jetstream.LimitsPolicy},
+		events.StreamRequests:     {"registration-requests.v1.>", jetstream.LimitsPolicy},
 	}
 	if len(streams) != len(want) {
 		t.Errorf("Streams(1) has %d streams, want %d", len(streams), len(want))
@@ -153,6 +154,14 @@ func TestStreams(t *testing.T) {
 			}
 			if cfg.Replicas != 1 || cfg.Storage != jetstream.FileStorage {
 				t.Errorf("Replicas = %d, Storage = %v; want 1, file", cfg.Replicas, cfg.Storage)
+			}
+			// Requests are deduplicated for an Idempotency-Key's lifetime and
+			// kept a week (the decider reads any it missed from the stream).
+			if name == events.StreamRequests {
+				if cfg.Duplicates != events.RequestWindow || cfg.MaxAge != 7*24*time.Hour || !cfg.AllowAtomicPublish {
+					t.Errorf("Duplicates %v, MaxAge %v, atomic %v", cfg.Duplicates, cfg.MaxAge, cfg.AllowAtomicPublish)
+				}
+				return
 			}
 			if cfg.Duplicates != events.DuplicateWindow {
 				t.Errorf("Duplicates = %v, want %v", cfg.Duplicates, events.DuplicateWindow)

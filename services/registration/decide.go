@@ -317,8 +317,13 @@ func (d *decision) erase(r *Registration, reason string) {
 	d.announce(events.RegistrationErased, r, reason)
 }
 
-// retention anonymises every registration of an event whose retention
-// period is over.
+// retentionChunk bounds the registrations one retention request
+// anonymises, so its journal entry stays far below MongoDB's 16 MiB
+// document limit; retain asks as many times as needed.
+const retentionChunk = 200
+
+// retention anonymises registrations of an event whose retention period is
+// over, up to retentionChunk of them.
 func (d *decision) retention() {
 	ids := make([]string, 0, len(d.s.regs))
 	for id, r := range d.s.regs {
@@ -327,7 +332,7 @@ func (d *decision) retention() {
 		}
 	}
 	slices.Sort(ids)
-	for _, id := range ids {
+	for _, id := range ids[:min(len(ids), retentionChunk)] {
 		d.erase(d.s.regs[id], "retention")
 	}
 }

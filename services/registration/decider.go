@@ -93,6 +93,11 @@ func (d *decider) run(ctx context.Context) error {
 				return fmt.Errorf("decider: %w", err)
 			}
 			d.log.Warn("decider: next", "err", err)
+			select { // NATS away: do not spin
+			case <-ctx.Done():
+				return nil
+			case <-time.After(200 * time.Millisecond):
+			}
 			continue
 		}
 		batch := []jetstream.Msg{first}

@@ -61,8 +61,10 @@ func (r *registrar) registrationGuards() []fiber.Handler {
 			Max: r.cfg.RatePerIP, Expiration: time.Minute, LimitReached: tooMany,
 			KeyGenerator: func(c *fiber.Ctx) string { return "ip:" + web.ClientIP(c) },
 		}),
+		// Attempts that failed (ours, while NATS was away, or invalid
+		// ones) do not use up a person's budget for the address.
 		limiter.New(limiter.Config{
-			Max: r.cfg.RatePerEmail, Expiration: time.Minute, LimitReached: tooMany,
+			Max: r.cfg.RatePerEmail, Expiration: time.Minute, LimitReached: tooMany, SkipFailedRequests: true,
 			KeyGenerator: func(c *fiber.Ctx) string {
 				return "email:" + c.Params("slug") + ":" + strings.ToLower(strings.TrimSpace(emailOf(c)))
 			},

@@ -2,6 +2,7 @@ package registration
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/plenaryhq/plenary/pkg/events"
@@ -131,8 +132,10 @@ type Consent struct {
 // whenever that text changes.
 const ConsentTextVersion = "2026-11-privacy-v1"
 
+// emailKey is what makes a second registration with an address a
+// duplicate: the event and the address, compared case-insensitively.
 func emailKey(eventID, email string) string {
-	return eventID + "|" + email
+	return eventID + "|" + strings.ToLower(email)
 }
 
 // live reports whether the registration holds its address: confirmed,

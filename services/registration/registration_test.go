@@ -227,7 +227,7 @@ func TestRegisterConfirmsAndPublishesLinks(t *testing.T) {
 		t.Fatalf("register: %d %s", r.Status, r.Body)
 	}
 	got := h.waitPublished(events.RegistrationConfirmed, 1)[0]
-	if got.EventID != ev.ID || got.Status != events.StatusConfirmed || got.Email != "participant@example.org" || got.Version != 1 {
+	if got.EventID != ev.ID || got.Status != events.StatusConfirmed || got.Email != "Participant@example.org" || got.Version != 1 {
 		t.Fatalf("published %+v", got)
 	}
 	if !strings.HasPrefix(got.ManageURL, "http://plenary.test/r/") || !strings.HasPrefix(got.JoinURL, "http://plenary.test/j/") {

@@ -2,6 +2,7 @@ package registration
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -44,10 +45,14 @@ func (r *registrar) retain(ctx context.Context, now time.Time) error {
 		if err != nil || n == 0 {
 			continue
 		}
-		req := &request{Kind: kindRetention, EventID: ev.ID}
-		req.ID = "retention-" + ev.ID + "-" + now.UTC().Format("20060102")
-		if err := r.submit(ctx, req, req.ID); err != nil {
-			return err
+		// One request per chunk, named by the hour: replicas looking at
+		// the same time ask once, and what is left is asked for next time.
+		for k := range (n + retentionChunk - 1) / retentionChunk {
+			req := &request{Kind: kindRetention, EventID: ev.ID}
+			req.ID = fmt.Sprintf("retention-%s-%s-%d", ev.ID, now.UTC().Format("2006010215"), k)
+			if err := r.submit(ctx, req, req.ID); err != nil {
+				return err
+			}
 		}
 		r.log.Info("retention: registrations to anonymise", "event_id", ev.ID, "count", n)
 	}

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -36,9 +37,11 @@ func validURL(s string) bool {
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
-// checkText checks length in characters and, for single-line fields, that
-// no CR or LF can reach an email header.
+// checkText checks length in characters and that no control character
+// gets in: none at all in single-line fields (they end up in email headers,
+// CSV cells and pages), and only line breaks and tabs in long text.
 func checkText(v *web.Validation, field, s string, limit int, required bool) {
+	multiline := limit > 500
 	switch {
 	case required && strings.TrimSpace(s) == "":
 		v.Add(field, "required")
@@ -46,14 +49,34 @@ func checkText(v *web.Validation, field, s string, limit int, required bool) {
 		v.Add(field, "must be valid UTF-8")
 	case utf8.RuneCountInString(s) > limit:
 		v.Add(field, "at most %d characters", limit)
-	case limit <= 500 && strings.ContainsAny(s, "\r\n"):
-		v.Add(field, "must be a single line")
+	case hasControl(s, multiline):
+		if multiline {
+			v.Add(field, "must not contain control characters")
+		} else {
+			v.Add(field, "must be a single line without control characters")
+		}
 	}
 }
 
-// normalizeEmail validates an address and returns it in the form used for
-// duplicate detection: bare address, domain lowercased, local part as given
-// but compared case-insensitively.
+// hasControl reports a control character (C0, DEL, C1 such as NEL) or a
+// Unicode line or paragraph separator; multiline text may hold CR, LF and
+// tab.
+func hasControl(s string, multiline bool) bool {
+	for _, r := range s {
+		if multiline && (r == '\n' || r == '\r' || r == '\t') {
+			continue
+		}
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+			return true
+		}
+	}
+	return false
+}
+
+// normalizeEmail validates an address and returns it as it is stored and
+// written to: the bare address with its domain lowercased and its local
+// part as given. Duplicates are found case-insensitively on the whole
+// address (emailKey): no mail provider we know of tells "Ada@" from "ada@".
 func normalizeEmail(v *web.Validation, s string) string {
 	s = strings.TrimSpace(s)
 	if s == "" {
@@ -69,7 +92,8 @@ func normalizeEmail(v *web.Validation, s string) string {
 		v.Add("email", "must be a plain address such as name@example.org")
 		return ""
 	}
-	return strings.ToLower(s)
+	at := strings.LastIndexByte(s, '@')
+	return s[:at] + strings.ToLower(s[at:])
 }
 
 var questionTypes = []string{"text", "textarea", "select", "multiselect", "checkbox", "country"}
