@@ -107,6 +107,10 @@ type systemResult struct {
 	open  openResult
 	drain drainResult
 	usage usage
+
+	// Outcome messages seen on core NATS over the whole run, and stored in
+	// their stream: they differ if the stream refused some that were seen.
+	outcomesSeen, outcomesStored int
 }
 
 // system starts the four services on the bench's servers and runs the
@@ -147,6 +151,10 @@ func (b *bench) system(ctx context.Context, dir string) (systemResult, error) {
 		return res, fmt.Errorf("mailer drain: %w", err)
 	}
 	fmt.Fprintf(b.out, "  mailer drain: %d copies of a %s email at %.0f/s\n", res.drain.emails, res.drain.kind, res.drain.perSec)
+	res.outcomesSeen = w.seenOutcomes()
+	if res.outcomesStored, err = w.storedOutcomes(ctx); err != nil {
+		return res, fmt.Errorf("outcomes stored: %w", err)
+	}
 	res.usage = readUsage()
 	return res, nil
 }

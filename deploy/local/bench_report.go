@@ -141,6 +141,7 @@ func (rep *report) addCounts(s systemResult) {
 		"open_sent": o.sent, "open_accepted": o.accepted, "open_refused": o.refused, "open_failed": o.failed,
 		"open_decided": o.decided, "open_emails": o.emails, "open_wanted": o.wanted,
 		"drain_queued": s.drain.queued, "drain_emails": s.drain.emails,
+		"outcomes_seen": s.outcomesSeen, "outcomes_stored": s.outcomesStored,
 	}
 	for status, n := range r.statuses {
 		rep.Counts["rush_"+status] = n
@@ -166,6 +167,7 @@ func (rep *report) addChecks(s systemResult) {
 	eq("rush emails at the sink (one per decision)", float64(r.emailsWanted), float64(r.emails))
 	eq("open-loop decisions for accepted requests", float64(s.open.wanted), float64(s.open.decided))
 	eq("mailer drain emails", float64(rep.N), float64(s.drain.emails))
+	eq("outcomes seen on NATS = outcomes stored in their stream", float64(s.outcomesSeen), float64(s.outcomesStored))
 	p99 := ms(s.open.http.p99)
 	rep.Checks = append(rep.Checks, check{Name: "open-loop HTTP p99 (target)", Cmp: "<=", Want: ms(openLoopTarget),
 		Got: p99, OK: s.open.http.n > 0 && p99 <= ms(openLoopTarget), Target: true})

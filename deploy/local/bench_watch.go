@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/plenaryhq/plenary/pkg/events"
 )
@@ -32,6 +34,9 @@ func isOutcome(subject string) bool {
 // by address, and keeps one real mail job as the mailer drain's template.
 // It uses core NATS subscriptions, which see every publish as it happens;
 // a replayed publish carries the same CloudEvents id and is counted once.
+// Core NATS also sees messages the stream then refuses (an atomic batch
+// rejected or never committed), so storedOutcomes checks the count at the
+// end against the stream.
 type watcher struct {
 	nc *nats.Conn
 
@@ -143,4 +148,39 @@ func (w *watcher) anomalies() (replays, garbled int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.replays, w.garbled
+}
+
+// seenOutcomes returns how many distinct outcome messages were seen.
+func (w *watcher) seenOutcomes() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.seen)
+}
+
+// storedOutcomes counts the outcome messages stored in the stream that
+// holds the outcome subjects, whatever it is named.
+func (w *watcher) storedOutcomes(ctx context.Context) (int, error) {
+	js, err := jetstream.New(w.nc)
+	if err != nil {
+		return 0, err
+	}
+	name, err := js.StreamNameBySubject(ctx, events.RegistrationConfirmed)
+	if err != nil {
+		return 0, err
+	}
+	st, err := js.Stream(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(events.AllRegistrations))
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for subject, count := range info.State.Subjects {
+		if isOutcome(subject) {
+			n += int(count)
+		}
+	}
+	return n, nil
 }
