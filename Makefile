@@ -28,7 +28,7 @@ demo:
 test:
 	$(GO) test $(GOTEST_FLAGS) $(PACKAGES)
 
-BENCH_N ?= 1000
+BENCH_N ?= 10000
 BENCH_CONCURRENCY ?= 32
 
 bench:
