@@ -2,7 +2,7 @@
 // demos: embedded NATS and FerretDB with their data under ./.data, the four
 // services behind one public listener, and a local mailbox.
 //
-//	go run ./deploy/local [--demo] [--data .data] [--addr :8080]
+//	go run ./deploy/local [--demo] [--data .data] [--addr :8080] [--cpuprofile FILE]
 package main
 
 import (
@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/plenaryhq/plenary/pkg/service"
@@ -24,7 +25,16 @@ func main() {
 	flag.BoolVar(&opts.Demo, "demo", false, "seed a demo event (the OSCE roundtable) if it does not exist")
 	benchN := flag.Int("bench", 0, "instead of serving, benchmark the system with this many registrations (temporary data)")
 	benchWorkers := flag.Int("concurrency", 32, "concurrent clients for --bench")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole process to this file (go tool pprof)")
 	flag.Parse()
+	if *cpuProfile != "" {
+		stopProfile, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "plenary:", err)
+			os.Exit(1)
+		}
+		defer stopProfile()
+	}
 	opts.PublicURL = os.Getenv("PUBLIC_URL")
 	opts.NATSURL = os.Getenv("NATS_URL")
 	opts.MongoURI = os.Getenv("MONGODB_URI")
@@ -47,8 +57,21 @@ func main() {
 	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "plenary:", err)
-		os.Exit(1)
+		os.Exit(1) //nolint:gocritic // the profile of a failed run is not needed
 	}
+}
+
+// startCPUProfile profiles the process until the returned function is called.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func envOr(name, def string) string {

@@ -141,8 +141,10 @@ type item struct {
 func (d *decider) process(ctx context.Context, batch []jetstream.Msg) error {
 	for _, m := range batch {
 		if pin := m.Headers().Get("Nats-Pin-Id"); pin != "" && pin != d.pinID {
-			d.log.Info("decider: pinned; taking over", "pin", pin)
-			d.pinID, d.loaded = pin, false
+			d.pinID = pin
+			if err := d.repinned(ctx); err != nil {
+				return err
+			}
 		}
 	}
 	if !d.loaded {
@@ -306,6 +308,34 @@ func (d *decider) state(ctx context.Context, eventID string) (*eventState, error
 	st.load(regs)
 	d.states[eventID] = st
 	return st, nil
+}
+
+// repinned decides whether a new pin means someone else decided meanwhile.
+// The server unpins a decider that has not pulled for PinnedTTL — another
+// replica's, or this one busy with a long batch — and pins whoever pulls
+// next. If this decider is pinned again and nobody acknowledged or
+// journaled anything past its last decision, its state is still the truth
+// and need not be reloaded.
+func (d *decider) repinned(ctx context.Context) error {
+	if !d.loaded {
+		return nil
+	}
+	info, err := d.cons.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("decider: consumer info: %w", err)
+	}
+	later, err := d.r.store.pendingDecisions(ctx, d.last)
+	if err != nil {
+		return err
+	}
+	if int64(info.AckFloor.Stream) > d.last || len(later) > 0 {
+		d.log.Info("decider: pinned after another decider decided; reloading", "last", d.last,
+			"ack_floor", info.AckFloor.Stream, "journal_after_last", len(later))
+		d.loaded = false
+	} else {
+		d.log.Debug("decider: pinned again; state unchanged", "last", d.last)
+	}
+	return nil
 }
 
 // reload finishes what the journal holds beyond the consumer's ack floor

@@ -140,6 +140,10 @@ func setErrors(p *page, err error) error {
 			label = p.L.T("form.mode")
 		case "locale":
 			label = p.L.T("form.locale")
+		case "confirm-cancel":
+			label = p.L.T("manage.cancel_heading")
+		case "confirm-erase":
+			label = p.L.T("manage.erase_heading")
 		}
 		if q, ok := strings.CutPrefix(f.Field, "answers."); ok {
 			id = "q-" + q

@@ -211,7 +211,11 @@ func (r *registrar) pageManageAction(c *fiber.Ctx) error {
 		return r.pageProblem(c, l, web.BadRequest("the form could not be read; please try again"))
 	}
 	invalid := func(verr error) error {
-		return r.renderManage(c, l, reg, ev, http.StatusUnprocessableEntity, form, verr, "")
+		shown := form // what was typed into the details form stays
+		if form.Get("action") != "save" {
+			shown = nil // the details form shows what is saved
+		}
+		return r.renderManage(c, l, reg, ev, http.StatusUnprocessableEntity, shown, verr, "")
 	}
 	var req *request
 	done := ""
