@@ -24,11 +24,30 @@ const (
 	kindPending      = "pending"
 	kindRejected     = "rejected"
 	kindDuplicate    = "duplicate"
+	kindPromoted     = "promoted"
+	kindCancelled    = "cancelled"
+	kindSwitched     = "switched"
+	kindLinks        = "links"
 )
 
-// emailKind maps a registration event type to the email it triggers.
-func emailKind(typ string) (string, bool) {
+// emailKind maps a registration event (its type, and the reason of an
+// update) to the email it triggers.
+func emailKind(typ, reason string) (string, bool) {
 	switch typ {
+	case events.RegistrationPromoted:
+		return kindPromoted, true
+	case events.RegistrationCancelled:
+		return kindCancelled, true
+	case events.RegistrationLinkRequested:
+		return kindLinks, true
+	case events.RegistrationUpdated:
+		switch reason {
+		case "mode_switched":
+			return kindSwitched, true
+		case "links_rotated":
+			return kindLinks, true
+		}
+		return "", false
 	case events.RegistrationConfirmed:
 		return kindConfirmation, true
 	case events.RegistrationWaitlisted:
@@ -55,6 +74,11 @@ const duplicateWindow = 10 * time.Minute
 func dedupeKey(kind string, reg events.Registration, env events.Envelope) string {
 	if kind == kindDuplicate {
 		return fmt.Sprintf("duplicate:%s:%d", reg.ID, env.Time.Truncate(duplicateWindow).Unix())
+	}
+	if kind == kindLinks {
+		// Each request for the links is its own email; the registration
+		// service limits how often one may ask.
+		return fmt.Sprintf("links:%s:%s", reg.ID, env.ID)
 	}
 	return fmt.Sprintf("%s:%s:%d", kind, reg.ID, reg.Version)
 }
@@ -91,13 +115,13 @@ func newNotifier(deps *service.Deps, emails *emailStore, tmpl *templates, log *s
 // message was handled before, perhaps up to a crash before the publish, so
 // the stored job is published again and NATS drops the repeat by its id.
 func (n *notifier) handleRegistration(ctx context.Context, d bus.Delivery) error {
-	kind, ok := emailKind(d.Envelope.Type)
-	if !ok {
-		return nil
-	}
 	var reg events.Registration
 	if err := d.Envelope.Decode(&reg); err != nil {
 		return bus.Permanent(err)
+	}
+	kind, ok := emailKind(d.Envelope.Type, reg.Reason)
+	if !ok {
+		return nil
 	}
 	if err := checkRegistration(reg); err != nil {
 		return bus.Permanent(fmt.Errorf("%s %s: %w", d.Envelope.Type, d.Envelope.ID, err))

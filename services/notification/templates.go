@@ -84,7 +84,8 @@ func newTemplates(fromName string) (*templates, error) {
 	if !ok {
 		return nil, errors.New("no templates for the fallback locale " + fallbackLocale)
 	}
-	for _, kind := range []string{kindConfirmation, kindWaitlisted, kindPending, kindRejected, kindDuplicate} {
+	for _, kind := range []string{kindConfirmation, kindWaitlisted, kindPending, kindRejected, kindDuplicate,
+		kindPromoted, kindCancelled, kindSwitched, kindLinks} {
 		if !fb.has(kind) {
 			return nil, fmt.Errorf("%s templates lack %s.subject, %s.text or %s.html", fallbackLocale, kind, kind, kind)
 		}
@@ -154,7 +155,7 @@ func (t *templates) render(kind string, reg events.Registration, stamp time.Time
 	}
 	out.html = b.String()
 	out.toName = data.Name
-	if kind == kindConfirmation && !reg.Event.StartsAt.IsZero() {
+	if (kind == kindConfirmation || kind == kindPromoted) && !reg.Event.StartsAt.IsZero() {
 		ical, err := invite(reg, stamp)
 		if err != nil {
 			return out, err

@@ -158,3 +158,75 @@ func TestLoadConfig(t *testing.T) {
 		t.Errorf("config = %+v", cfg)
 	}
 }
+
+// The lifecycle's emails: each kind renders with the right words, links and
+// attachments, and only a confirmed online registration gets a join link.
+func TestLifecycleEmails(t *testing.T) {
+	tmpl, err := newTemplates("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := events.Registration{
+		ID: "r1", Name: "Ada", Email: "ada@example.org", Locale: "en", Mode: events.ModeOnline,
+		Status: events.StatusConfirmed, ManageURL: "https://p.example/r/tok", JoinURL: "https://p.example/j/join",
+		Event: events.Event{Title: "Roundtable", Timezone: "Europe/Vienna", PublicURL: "https://p.example/e/rt",
+			StartsAt: time.Date(2030, 11, 9, 8, 0, 0, 0, time.UTC), EndsAt: time.Date(2030, 11, 9, 16, 0, 0, 0, time.UTC)},
+	}
+	with := func(f func(*events.Registration)) events.Registration { r := base; f(&r); return r }
+	tests := []struct {
+		name, typ string
+		reg       events.Registration
+		kind      string
+		want      []string
+		not       []string
+		ics       bool
+	}{
+		{"promoted online", events.RegistrationPromoted, base, kindPromoted,
+			[]string{"seat became free", "https://p.example/j/join", "https://p.example/r/tok"}, nil, true},
+		{"cancelled by the participant", events.RegistrationCancelled,
+			with(func(r *events.Registration) { r.Status, r.Reason = events.StatusCancelled, "participant" }), kindCancelled,
+			[]string{"is cancelled, as you asked", "https://p.example/e/rt"}, []string{"/j/join", "/r/tok"}, false},
+		{"cancelled by the organisers", events.RegistrationCancelled,
+			with(func(r *events.Registration) { r.Status, r.Reason = events.StatusCancelled, "organizer" }), kindCancelled,
+			[]string{"The organisers have cancelled"}, nil, false},
+		{"switched to in person", events.RegistrationUpdated,
+			with(func(r *events.Registration) { r.Mode, r.Reason = events.ModeInPerson, "mode_switched" }), kindSwitched,
+			[]string{"you now attend in person"}, []string{"/j/join"}, false},
+		{"links again, waiting online", events.RegistrationLinkRequested,
+			with(func(r *events.Registration) { r.Status, r.Reason = events.StatusWaitlisted, "link_requested" }), kindLinks,
+			[]string{"https://p.example/r/tok"}, []string{"/j/join"}, false},
+		{"links rotated", events.RegistrationUpdated,
+			with(func(r *events.Registration) { r.Reason = "links_rotated" }), kindLinks,
+			[]string{"no longer work", "https://p.example/j/join"}, nil, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			kind, ok := emailKind(tc.typ, tc.reg.Reason)
+			if !ok || kind != tc.kind {
+				t.Fatalf("emailKind(%s, %s) = %q %v, want %s", tc.typ, tc.reg.Reason, kind, ok, tc.kind)
+			}
+			out, err := tmpl.render(kind, tc.reg, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, part := range []string{out.subject + "\n" + out.text, out.html} {
+				for _, w := range tc.want {
+					if !strings.Contains(part, w) {
+						t.Errorf("lacks %q:\n%s", w, part)
+					}
+				}
+				for _, w := range tc.not {
+					if strings.Contains(part, w) {
+						t.Errorf("has %q:\n%s", w, part)
+					}
+				}
+			}
+			if got := len(out.attachments) == 1; got != tc.ics {
+				t.Errorf("invite attached %v, want %v", got, tc.ics)
+			}
+		})
+	}
+	if _, ok := emailKind(events.RegistrationUpdated, "details_changed"); ok {
+		t.Error("a change of details sends an email")
+	}
+}
