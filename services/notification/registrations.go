@@ -116,12 +116,13 @@ func newNotifier(deps *service.Deps, emails *emailStore, tmpl *templates, log *s
 // the stored job is published again and NATS drops the repeat by its id.
 func (n *notifier) handleRegistration(ctx context.Context, d bus.Delivery) error {
 	var reg events.Registration
-	if err := d.Envelope.Decode(&reg); err != nil {
-		return bus.Permanent(err)
-	}
+	decodeErr := d.Envelope.Decode(&reg)
 	kind, ok := emailKind(d.Envelope.Type, reg.Reason)
 	if !ok {
-		return nil
+		return nil // no email for this one (or a type unknown to us)
+	}
+	if decodeErr != nil {
+		return bus.Permanent(decodeErr)
 	}
 	if err := checkRegistration(reg); err != nil {
 		return bus.Permanent(fmt.Errorf("%s %s: %w", d.Envelope.Type, d.Envelope.ID, err))

@@ -302,7 +302,7 @@ func TestOtherKinds(t *testing.T) {
 func TestUnknownTypesAreAckedAndPoisonDeadLettered(t *testing.T) {
 	h := start(t)
 	reg := registration("01JOTHER")
-	for _, typ := range []string{events.RegistrationReceived, events.RegistrationCancelled, events.AttendanceJoined, "registration.v1.registration.future_thing"} {
+	for _, typ := range []string{events.RegistrationReceived, events.RegistrationUpdated, events.RegistrationErased, events.AttendanceJoined, "registration.v1.registration.future_thing"} {
 		h.publish(typ, reg)
 	}
 	ev, err := events.New("plenary/registration", events.EventCreated, reg.EventID, reg.Event)
