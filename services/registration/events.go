@@ -136,7 +136,7 @@ func validateEvent(ev *Event) error {
 	ev.Title = strings.TrimSpace(ev.Title)
 	checkText(&v, "title", ev.Title, 200, true)
 	checkText(&v, "description", ev.Description, 20_000, false)
-	if _, err := time.LoadLocation(ev.Timezone); err != nil || ev.Timezone == "" || ev.Timezone == "Local" {
+	if _, err := loadZone(ev.Timezone); err != nil || ev.Timezone == "" || ev.Timezone == "Local" {
 		v.Add("timezone", "must be an IANA time zone such as Europe/Vienna")
 	}
 	if ev.StartsAt.IsZero() {
@@ -192,7 +192,7 @@ func validateEvent(ev *Event) error {
 // openForRegistration returns a problem when the event does not take
 // registrations at now.
 func openForRegistration(ev *Event, now time.Time) error {
-	loc, _ := time.LoadLocation(ev.Timezone)
+	loc, _ := loadZone(ev.Timezone)
 	closed := func(at time.Time) error {
 		return web.Conflict("registration_closed",
 			fmt.Sprintf("registration for this event closed on %s", at.In(loc).Format("2006-01-02 15:04 MST")))

@@ -40,7 +40,7 @@ func (r *registrar) pageJoin(c *fiber.Ctx) error {
 		p.Detail = detail
 		return render(c, status, "message", p)
 	}
-	loc, err := time.LoadLocation(ev.Timezone)
+	loc, err := loadZone(ev.Timezone)
 	if err != nil {
 		loc = time.UTC
 	}

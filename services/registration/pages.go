@@ -106,7 +106,7 @@ func newPage(l *i18n.Localizer, title string) *page {
 }
 
 func (r *registrar) when(l *i18n.Localizer, ev *Event) string {
-	loc, err := time.LoadLocation(ev.Timezone)
+	loc, err := loadZone(ev.Timezone)
 	if err != nil {
 		loc = time.UTC
 	}

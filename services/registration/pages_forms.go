@@ -48,7 +48,7 @@ func (r *registrar) renderEventPage(c *fiber.Ctx, l *i18n.Localizer, ev *Event, 
 
 // closedText says, in the page's language, why registration is closed.
 func closedText(l *i18n.Localizer, ev *Event, now time.Time) string {
-	loc, err := time.LoadLocation(ev.Timezone)
+	loc, err := loadZone(ev.Timezone)
 	if err != nil {
 		loc = time.UTC
 	}
@@ -150,7 +150,7 @@ func (r *registrar) renderManage(c *fiber.Ctx, l *i18n.Localizer, reg *Registrat
 	p.Event, p.When, p.View, p.Token, p.Flash = ev, r.when(l, ev), v, c.Params("token"), flash
 	p.Live = reg.live()
 	p.Status = statusText(l, v)
-	loc, lerr := time.LoadLocation(ev.Timezone)
+	loc, lerr := loadZone(ev.Timezone)
 	if lerr != nil {
 		loc = time.UTC
 	}

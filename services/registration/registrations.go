@@ -68,7 +68,7 @@ func checkTimezone(v *web.Validation, tz string) {
 	if tz == "" {
 		return
 	}
-	if _, err := time.LoadLocation(tz); err != nil || tz == "Local" || len(tz) > 64 {
+	if _, err := loadZone(tz); err != nil || tz == "Local" || len(tz) > 64 {
 		v.Add("timezone", "must be an IANA time zone such as Asia/Tokyo")
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -187,4 +189,23 @@ func decodeState(e *store.Entry, v any) error {
 		return fmt.Errorf("outbox %s %s: state: %w", e.Kind, e.ID, err)
 	}
 	return nil
+}
+
+// zones caches loaded time zones: time.LoadLocation parses the zone's data
+// on every call, and the registration path looks up the event's zone and
+// the participant's on every request.
+var zones sync.Map // name → *time.Location
+
+// loadZone is time.LoadLocation, cached. Only names that load are cached,
+// so the cache holds at most the IANA database.
+func loadZone(name string) (*time.Location, error) {
+	if loc, ok := zones.Load(name); ok {
+		return loc.(*time.Location), nil
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, err
+	}
+	zones.Store(name, loc)
+	return loc, nil
 }
