@@ -111,8 +111,8 @@ func (d *decision) bump(r *Registration) {
 // already gets a duplicate-attempt notice about its registration instead.
 func (d *decision) register(req *request) {
 	s, n := d.s, req.Register
-	if n == nil {
-		d.fail("invalid", "no registration in the request")
+	if n == nil || !validMode(n.Mode) {
+		d.fail("invalid", "no valid registration in the request")
 		return
 	}
 	key := emailKey(req.EventID, n.Email)
@@ -199,6 +199,10 @@ func (d *decision) change(req *request, r *Registration) {
 		}
 		d.announce(statusEvent(r.Status), r, "approved")
 	case kindSwitch:
+		if !validMode(req.Mode) {
+			d.fail("invalid", "mode must be in_person or online")
+			return
+		}
 		if needLive() {
 			d.switchMode(r, req.Mode)
 		}
@@ -262,39 +266,32 @@ func (d *decision) switchMode(r *Registration, mode string) {
 		return // waiting for it already
 	}
 	free := s.hasSeat(mode) && len(s.waiting[mode]) == 0
-	switch r.Status {
-	case events.StatusPending:
+	if r.Status == events.StatusPending {
 		r.Mode = mode
 		d.bump(r)
 		d.announce(events.RegistrationUpdated, r, "mode_switched")
-	case events.StatusWaitlisted:
-		if !free && !s.ev.Registration.Waitlist {
-			d.fail("full", "attendance "+modeText(mode)+" is full")
-			return
-		}
-		s.dequeue(r)
-		d.bump(r)
-		if free {
-			s.seat(r, mode)
-			d.announce(events.RegistrationPromoted, r, "mode_switched")
-			return
-		}
+		return
+	}
+	if !free && !s.ev.Registration.Waitlist {
+		d.fail("full", "attendance "+modeText(mode)+" is full")
+		return
+	}
+	waiting := r.Status == events.StatusWaitlisted
+	s.dequeue(r) // its place on the old list, or a switch it waited for before
+	d.bump(r)
+	switch {
+	case free && waiting:
+		s.seat(r, mode)
+		d.announce(events.RegistrationPromoted, r, "mode_switched")
+	case free:
+		s.unseat(r)
+		s.seat(r, mode)
+		d.announce(events.RegistrationUpdated, r, "mode_switched")
+	case waiting:
 		r.Mode = mode
 		s.enqueue(r, mode, d.seq)
 		d.announce(events.RegistrationWaitlisted, r, "mode_switched")
-	case events.StatusConfirmed:
-		if !free && !s.ev.Registration.Waitlist {
-			d.fail("full", "attendance "+modeText(mode)+" is full")
-			return
-		}
-		s.dequeue(r) // a switch it was waiting for before
-		d.bump(r)
-		if free {
-			s.unseat(r)
-			s.seat(r, mode)
-			d.announce(events.RegistrationUpdated, r, "mode_switched")
-			return
-		}
+	default: // confirmed: waits there, keeping its seat here
 		r.WantsMode = mode
 		s.enqueue(r, mode, d.seq)
 		d.announce(events.RegistrationUpdated, r, "switch_waitlisted")
@@ -374,6 +371,12 @@ func (d *decision) settle() {
 			}
 		}
 	}
+}
+
+// validMode guards the decider against a request no handler would send:
+// the state has lists only for the two modes.
+func validMode(mode string) bool {
+	return mode == events.ModeInPerson || mode == events.ModeOnline
 }
 
 func modeText(mode string) string {

@@ -81,11 +81,7 @@ func (r *registrar) handleManageView(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	v, err := r.view(c.UserContext(), reg, ev)
-	if err != nil {
-		return err
-	}
-	return c.JSON(v)
+	return r.writeView(c, reg, ev)
 }
 
 // managePatch is a participant's change: details and, or, the mode.
@@ -248,6 +244,10 @@ func (r *registrar) respondView(c *fiber.Ctx, id string, ev *Event) error {
 	if err != nil {
 		return err
 	}
+	return r.writeView(c, reg, ev)
+}
+
+func (r *registrar) writeView(c *fiber.Ctx, reg *Registration, ev *Event) error {
 	v, err := r.view(c.UserContext(), reg, ev)
 	if err != nil {
 		return err
