@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/plenaryhq/plenary/pkg/events"
 	"github.com/plenaryhq/plenary/pkg/i18n"
@@ -194,6 +195,8 @@ func answerValues(a any) []string {
 			out = append(out, answerText(x))
 		}
 		return out
+	case bson.A: // a multiselect, as read back from the database
+		return answerValues([]any(v))
 	}
 	return []string{answerText(a)}
 }
