@@ -18,21 +18,31 @@ func ReadStream(t testing.TB, js jetstream.JetStream, name string) []events.Enve
 	if err != nil {
 		t.Fatalf("testkit: stream %s: %v", name, err)
 	}
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	// A short inactivity limit: tests poll with this, and every call's
+	// consumer would otherwise linger on the server for minutes.
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{InactiveThreshold: time.Second})
 	if err != nil {
 		t.Fatalf("testkit: stream %s: %v", name, err)
 	}
-	var out []events.Envelope
-	for range stream.CachedInfo().State.Msgs {
-		msg, err := cons.Next(jetstream.FetchMaxWait(2 * time.Second))
+	want := int(stream.CachedInfo().State.Msgs)
+	out := make([]events.Envelope, 0, want)
+	for len(out) < want {
+		batch, err := cons.Fetch(min(want-len(out), 1000), jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
 			t.Fatalf("testkit: stream %s: %v", name, err)
 		}
-		env, err := events.Parse(msg.Data())
-		if err != nil {
-			t.Fatalf("testkit: stream %s: %v", name, err)
+		got := 0
+		for msg := range batch.Messages() {
+			got++
+			env, err := events.Parse(msg.Data())
+			if err != nil {
+				t.Fatalf("testkit: stream %s: %v", name, err)
+			}
+			out = append(out, env)
 		}
-		out = append(out, env)
+		if got == 0 {
+			t.Fatalf("testkit: stream %s: read %d of %d messages: %v", name, len(out), want, batch.Error())
+		}
 	}
 	return out
 }

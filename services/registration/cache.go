@@ -2,6 +2,7 @@ package registration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/plenaryhq/plenary/pkg/events"
+	"github.com/plenaryhq/plenary/pkg/store"
 )
 
 // eventCache keeps events and their seat availability for a second, so the
@@ -20,6 +22,8 @@ type eventCache struct {
 	mu sync.Mutex
 	ev map[string]cached[*Event]
 	av map[string]cached[map[string]bool]
+	// refreshing marks slugs being reloaded in the background.
+	refreshing map[string]bool
 }
 
 type cached[T any] struct {
@@ -30,25 +34,54 @@ type cached[T any] struct {
 const cacheTTL = time.Second
 
 func newEventCache(st *regStore) *eventCache {
-	return &eventCache{st: st, ev: map[string]cached[*Event]{}, av: map[string]cached[map[string]bool]{}}
+	return &eventCache{st: st, ev: map[string]cached[*Event]{}, av: map[string]cached[map[string]bool]{},
+		refreshing: map[string]bool{}}
 }
 
-// bySlug returns the event at slug, at most cacheTTL old.
+// bySlug returns the event at slug. A copy older than cacheTTL is still
+// served while one background read refreshes it, so registrations go on
+// being accepted (they need only NATS) while MongoDB is away, and a rush
+// costs one read a second, not one per request. Only an event never seen
+// is read while the caller waits.
 func (c *eventCache) bySlug(ctx context.Context, slug string) (*Event, error) {
 	c.mu.Lock()
 	e, ok := c.ev[slug]
+	stale := ok && time.Since(e.at) >= cacheTTL
+	if stale && !c.refreshing[slug] {
+		c.refreshing[slug] = true
+		go c.refresh(slug)
+	}
 	c.mu.Unlock()
-	if ok && time.Since(e.at) < cacheTTL {
+	if ok {
 		return e.v, nil
 	}
 	ev, err := c.st.eventBySlug(ctx, slug)
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	c.ev[slug] = cached[*Event]{v: ev, at: time.Now()}
-	c.mu.Unlock()
+	c.put(slug, ev)
 	return ev, nil
+}
+
+func (c *eventCache) refresh(slug string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ev, err := c.st.eventBySlug(ctx, slug)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.refreshing, slug)
+	switch {
+	case err == nil:
+		c.ev[slug] = cached[*Event]{v: ev, at: time.Now()}
+	case errors.Is(err, store.ErrNotFound):
+		delete(c.ev, slug) // renamed: the slug is free again
+	}
+}
+
+func (c *eventCache) put(slug string, ev *Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ev[slug] = cached[*Event]{v: ev, at: time.Now()}
 }
 
 // seats says per mode whether a seat is free now (always, in an unlimited
@@ -62,6 +95,9 @@ func (c *eventCache) seats(ctx context.Context, ev *Event) (map[string]bool, err
 	}
 	st, err := c.st.stats(ctx, ev)
 	if err != nil {
+		if ok {
+			return e.v, nil // MongoDB away: what we knew a moment ago
+		}
 		return nil, err
 	}
 	seats := map[string]bool{}

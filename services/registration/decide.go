@@ -207,24 +207,36 @@ func (d *decision) change(req *request, r *Registration) {
 			d.switchMode(r, req.Mode)
 		}
 	case kindEdit:
-		if !needLive() || req.Edit == nil {
+		if !needLive() {
 			return
 		}
-		e := req.Edit
-		if e.Name != nil {
-			r.Name = *e.Name
+		// A change of mode comes first: refused, it leaves the details
+		// as they were too.
+		if req.Mode != "" {
+			if !validMode(req.Mode) {
+				d.fail("invalid", "mode must be in_person or online")
+				return
+			}
+			if d.switchMode(r, req.Mode); d.res.reply.Status != replyOK {
+				return
+			}
 		}
-		if e.Answers != nil {
-			r.Answers = e.Answers
+		if e := req.Edit; e != nil {
+			if e.Name != nil {
+				r.Name = *e.Name
+			}
+			if e.Answers != nil {
+				r.Answers = e.Answers
+			}
+			if e.Locale != nil {
+				r.Locale = *e.Locale
+			}
+			if e.Timezone != nil {
+				r.Timezone = *e.Timezone
+			}
+			d.bump(r)
+			d.announce(events.RegistrationUpdated, r, "details_changed")
 		}
-		if e.Locale != nil {
-			r.Locale = *e.Locale
-		}
-		if e.Timezone != nil {
-			r.Timezone = *e.Timezone
-		}
-		d.bump(r)
-		d.announce(events.RegistrationUpdated, r, "details_changed")
 	case kindCheckIn:
 		if r.Status != events.StatusConfirmed {
 			d.fail("conflict", "only a confirmed registration can be checked in; this one is "+r.Status)

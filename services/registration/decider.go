@@ -50,9 +50,13 @@ func (r *registrar) newDecider(ctx context.Context) (*decider, error) {
 		return nil, fmt.Errorf("decider: %w", err)
 	}
 	cons, err := stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:        deciderDurable,
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        time.Minute,
+		Durable:   deciderDurable,
+		AckPolicy: jetstream.AckExplicitPolicy,
+		// A request held by a decider that died is redelivered after
+		// AckWait; when no newer request arrives to reveal the gap, that
+		// is how long a takeover waits. A live decider keeps its batch in
+		// progress (heartbeat), so it can be short.
+		AckWait:        deciderAckWait(r.cfg.DeciderPinnedTTL),
 		MaxDeliver:     -1, // a request is never given up on
 		MaxAckPending:  20_000,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
@@ -108,6 +112,7 @@ func (d *decider) run(ctx context.Context) error {
 			}
 			batch = append(batch, m)
 		}
+		stop := d.heartbeat(batch)
 		for attempt := 1; ; attempt++ {
 			err := d.process(ctx, batch)
 			if err == nil || ctx.Err() != nil {
@@ -116,17 +121,44 @@ func (d *decider) run(ctx context.Context) error {
 			d.loaded = false // memory may be ahead of the database now
 			delay := min(time.Duration(attempt)*200*time.Millisecond, 3*time.Second)
 			d.log.Warn("decider: batch failed; retrying", "err", err, "attempt", attempt, "delay", delay)
-			for _, m := range batch {
-				_ = m.InProgress()
-			}
 			select {
 			case <-ctx.Done():
+				stop()
 				return nil
 			case <-time.After(delay):
 			}
 		}
+		stop()
 		d.prune(ctx)
 	}
+}
+
+// deciderAckWait is three pin lifetimes, at least ten seconds.
+func deciderAckWait(pinnedTTL time.Duration) time.Duration {
+	return max(3*pinnedTTL, 10*time.Second)
+}
+
+// heartbeat tells NATS the batch is still being worked on, every third of
+// AckWait, until the returned function is called: a batch that takes long
+// (MongoDB away) is not redelivered meanwhile.
+func (d *decider) heartbeat(batch []jetstream.Msg) (stop func()) {
+	done := make(chan struct{})
+	every := deciderAckWait(d.r.cfg.DeciderPinnedTTL) / 3
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				for _, m := range batch {
+					_ = m.InProgress()
+				}
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // item is one request to decide: from the consumer, or read straight from

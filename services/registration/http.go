@@ -42,8 +42,8 @@ func (r *registrar) routes(app *fiber.App) {
 	manage.Post("/resend-link", r.handleManageResend)
 	manage.Get("/export", r.handleManageExport)
 
-	app.Get("/e/:slug", r.pageEvent)
-	app.Post("/e/:slug", slices.Concat(guards, []fiber.Handler{r.pageRegister})...)
+	app.Get(formRoute, r.pageEvent)
+	app.Post(formRoute, slices.Concat(guards, []fiber.Handler{r.pageRegister})...)
 	app.Get("/r/:token", noStore, r.pageManage)
 	app.Post("/r/:token", noStore, r.pageManageAction)
 	app.Get("/j/:token", noStore, r.pageJoin)
@@ -94,11 +94,12 @@ func idempotencyKey(c *fiber.Ctx) (string, error) {
 
 const idempotencyHeader = "Idempotency-Key"
 
-// emailOf reads the address a registration is for, from the JSON or form
-// body — the body only, as the handlers do, so a decoy in the query string
-// cannot move the attempt into another address's budget.
+// emailOf reads the address a registration is for the way its handler
+// will: the form route parses the body as a form whatever it claims to be,
+// the API as JSON; the body only, never the query string, so a decoy cannot
+// move the attempt into another address's budget.
 func emailOf(c *fiber.Ctx) string {
-	if strings.HasPrefix(c.Get(fiber.HeaderContentType), fiber.MIMEApplicationForm) {
+	if c.Route().Path == formRoute {
 		form, _ := url.ParseQuery(string(c.Body()))
 		return form.Get("email")
 	}
@@ -108,6 +109,9 @@ func emailOf(c *fiber.Ctx) string {
 	_ = json.Unmarshal(c.Body(), &body)
 	return body.Email
 }
+
+// formRoute is the registration form's route.
+const formRoute = "/e/:slug"
 
 func noStore(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderCacheControl, "no-store")
@@ -176,7 +180,7 @@ type publicEvent struct {
 }
 
 func (r *registrar) handlePublicEvent(c *fiber.Ctx) error {
-	ev, err := r.eventBySlug(c)
+	ev, err := r.cachedEvent(c)
 	if err != nil {
 		return err
 	}

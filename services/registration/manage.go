@@ -140,13 +140,14 @@ func (r *registrar) handleManagePatch(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if edit != nil {
-		if err := r.participantAsk(c, reg, &request{Kind: kindEdit, Edit: edit}); err != nil {
-			return accepted(c, err)
-		}
-	}
+	// One request, decided whole: a switch refused as full changes no
+	// detail either.
+	req := &request{Kind: kindEdit, Edit: edit}
 	if p.Mode != nil {
-		if err := r.participantAsk(c, reg, &request{Kind: kindSwitch, Mode: *p.Mode}); err != nil {
+		req.Mode = *p.Mode
+	}
+	if edit != nil || p.Mode != nil {
+		if err := r.participantAsk(c, reg, req); err != nil {
 			return accepted(c, err)
 		}
 	}

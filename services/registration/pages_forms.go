@@ -72,6 +72,10 @@ func (r *registrar) pageRegister(c *fiber.Ctx) error {
 	if err != nil {
 		return r.pageProblem(c, l, err)
 	}
+	if !strings.HasPrefix(c.Get(fiber.HeaderContentType), fiber.MIMEApplicationForm) {
+		return r.pageProblem(c, l, web.Problem(http.StatusUnsupportedMediaType, "unsupported_media_type",
+			"send the form as application/x-www-form-urlencoded"))
+	}
 	form, err := url.ParseQuery(string(c.Body()))
 	if err != nil {
 		return r.pageProblem(c, l, web.BadRequest("the form could not be read; please try again"))
