@@ -104,6 +104,7 @@ func (b *bench) emailsTo(addr string) []time.Time {
 // systemResult is what the running system achieved.
 type systemResult struct {
 	rush  rushResult
+	core  rushResult // the same rush with the notification service paused
 	open  openResult
 	drain drainResult
 	usage usage
@@ -128,14 +129,14 @@ func (b *bench) system(ctx context.Context, dir string) (systemResult, error) {
 		return res, err
 	}
 	defer w.close()
-	for _, slug := range []string{"rush", "open"} {
+	for _, slug := range []string{"rush", "open", "core"} {
 		if err := createEvent(ctx, s, slug); err != nil {
 			return res, err
 		}
 	}
 
 	before := readUsage()
-	res.rush = b.rush(ctx, s, w)
+	res.rush = b.rush(ctx, s, w, "rush", true)
 	res.rush.cpu = readUsage().cpu - before.cpu
 	fmt.Fprintf(b.out, "  rush: %d accepted at %.0f/s, %d decided, %d emails\n",
 		res.rush.accepted, res.rush.acceptedPerSec, res.rush.decided, res.rush.emails)
@@ -151,6 +152,16 @@ func (b *bench) system(ctx context.Context, dir string) (systemResult, error) {
 		return res, fmt.Errorf("mailer drain: %w", err)
 	}
 	fmt.Fprintf(b.out, "  mailer drain: %d copies of a %s email at %.0f/s\n", res.drain.emails, res.drain.kind, res.drain.perSec)
+	// The registration core alone: the same rush again with the
+	// notification service paused, so no email work (one claim, one job,
+	// one send, one sent record and statuses per email, each a durable
+	// write) shares the disk and the two cores with accepting and deciding.
+	if err := s.Stop(Notification); err != nil {
+		return res, fmt.Errorf("pause notification: %w", err)
+	}
+	res.core = b.rush(ctx, s, w, "core", false)
+	fmt.Fprintf(b.out, "  core alone: %d accepted at %.0f/s, %d decided at %.0f/s\n",
+		res.core.accepted, res.core.acceptedPerSec, res.core.decided, res.core.decisionsPerSec)
 	res.outcomesSeen = w.seenOutcomes()
 	if res.outcomesStored, err = w.storedOutcomes(ctx); err != nil {
 		return res, fmt.Errorf("outcomes stored: %w", err)

@@ -60,6 +60,7 @@ func newReport(b *bench, r raw, s systemResult) *report {
 	}
 	rep.addRaw(b, r)
 	rep.addRush(b, s.rush)
+	rep.addCore(b, s.core)
 	rep.addOpen(s.open)
 	sec := "mailer"
 	rep.add(sec, "mail.drain", "mailer queue drain", s.drain.perSec, "/s", "raw.gomail")
@@ -94,6 +95,17 @@ func (rep *report) addRush(b *bench, r rushResult) {
 	rep.add(sec, "rush.decision_lag", "last 202 → last decision", r.lastAcceptToLastDecision.Seconds(), "s", "")
 	rep.addLatencies(sec, "rush.email", "request → email at the sink", r.toEmail, false)
 	rep.add(sec, "rush.confirmation_lag", "last 202 → last confirmation email", r.lastAcceptToLastConfirmation.Seconds(), "s", "")
+}
+
+// addCore reports the rush run again with the notification service
+// paused: what accepting and deciding achieve when they have the machine.
+func (rep *report) addCore(b *bench, r rushResult) {
+	sec := fmt.Sprintf("registration core alone: the same rush, %d requests, notification paused (no email work)", b.n)
+	rep.add(sec, "core.accepted", "accepted (202) per second", r.acceptedPerSec, "/s", "raw.jetstream_publish")
+	rep.addLatencies(sec, "core.http", "HTTP", r.http, true)
+	rep.addLatencies(sec, "core.decision", "request → decision on NATS", r.toDecision, false)
+	rep.add(sec, "core.decisions", "decisions per second (first → last)", r.decisionsPerSec, "/s", "raw.mongo_insert_many")
+	rep.add(sec, "core.decision_lag", "last 202 → last decision", r.lastAcceptToLastDecision.Seconds(), "s", "")
 }
 
 func (rep *report) addOpen(o openResult) {
@@ -165,6 +177,10 @@ func (rep *report) addChecks(s systemResult) {
 	eq("confirmed online = online requests", float64(r.online), status(events.StatusConfirmed, events.ModeOnline))
 	eq("duplicate_attempt decisions = resubmissions", float64(r.duplicates), float64(r.duplicateAnswers))
 	eq("rush emails at the sink (one per decision)", float64(r.emailsWanted), float64(r.emails))
+	c := s.core
+	eq("core alone: decisions for accepted requests, none lost", float64(c.accepted), float64(c.decided-c.extra))
+	eq("core alone: confirmed in person = min(seats, in-person requests)", float64(min(inPersonSeats, c.inPerson)),
+		float64(c.statuses[events.StatusConfirmed+" "+events.ModeInPerson]))
 	eq("open-loop decisions for accepted requests", float64(s.open.wanted), float64(s.open.decided))
 	eq("mailer drain emails", float64(rep.N), float64(s.drain.emails))
 	eq("outcomes seen on NATS = outcomes stored in their stream", float64(s.outcomesSeen), float64(s.outcomesStored))
