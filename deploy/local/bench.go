@@ -103,11 +103,12 @@ func (b *bench) emailsTo(addr string) []time.Time {
 
 // systemResult is what the running system achieved.
 type systemResult struct {
-	rush  rushResult
-	core  rushResult // the same rush with the notification service paused
-	open  openResult
-	drain drainResult
-	usage usage
+	rush     rushResult
+	core     rushResult // the same rush with the notification service paused
+	coreOpen openResult // and the open loop at half its accept rate
+	open     openResult
+	drain    drainResult
+	usage    usage
 
 	// Outcome messages seen on core NATS over the whole run, and stored in
 	// their stream: they differ if the stream refused some that were seen.
@@ -129,7 +130,7 @@ func (b *bench) system(ctx context.Context, dir string) (systemResult, error) {
 		return res, err
 	}
 	defer w.close()
-	for _, slug := range []string{"rush", "open", "core"} {
+	for _, slug := range []string{"rush", "open", "core", "core-open"} {
 		if err := createEvent(ctx, s, slug); err != nil {
 			return res, err
 		}
@@ -142,7 +143,7 @@ func (b *bench) system(ctx context.Context, dir string) (systemResult, error) {
 		res.rush.accepted, res.rush.acceptedPerSec, res.rush.decided, res.rush.emails)
 
 	if res.rush.acceptedPerSec > 0 {
-		res.open = b.openLoop(ctx, s, w, res.rush.acceptedPerSec/2, openLoopFor)
+		res.open = b.openLoop(ctx, s, w, "open", res.rush.acceptedPerSec/2, openLoopFor, true)
 		fmt.Fprintf(b.out, "  open loop: %d requests at %.0f/s, HTTP p99 %s\n",
 			res.open.sent, res.open.rate, fmtMS(res.open.http.p99))
 	}
@@ -162,6 +163,11 @@ func (b *bench) system(ctx context.Context, dir string) (systemResult, error) {
 	res.core = b.rush(ctx, s, w, "core", false)
 	fmt.Fprintf(b.out, "  core alone: %d accepted at %.0f/s, %d decided at %.0f/s\n",
 		res.core.accepted, res.core.acceptedPerSec, res.core.decided, res.core.decisionsPerSec)
+	if res.core.acceptedPerSec > 0 {
+		res.coreOpen = b.openLoop(ctx, s, w, "core-open", res.core.acceptedPerSec/2, openLoopFor, false)
+		fmt.Fprintf(b.out, "  core alone, open loop: %d requests at %.0f/s, HTTP p99 %s\n",
+			res.coreOpen.sent, res.coreOpen.rate, fmtMS(res.coreOpen.http.p99))
+	}
 	res.outcomesSeen = w.seenOutcomes()
 	if res.outcomesStored, err = w.storedOutcomes(ctx); err != nil {
 		return res, fmt.Errorf("outcomes stored: %w", err)

@@ -61,6 +61,7 @@ func newReport(b *bench, r raw, s systemResult) *report {
 	rep.addRaw(b, r)
 	rep.addRush(b, s.rush)
 	rep.addCore(b, s.core)
+	rep.addCoreOpen(s.coreOpen)
 	rep.addOpen(s.open)
 	sec := "mailer"
 	rep.add(sec, "mail.drain", "mailer queue drain", s.drain.perSec, "/s", "raw.gomail")
@@ -106,6 +107,14 @@ func (rep *report) addCore(b *bench, r rushResult) {
 	rep.addLatencies(sec, "core.decision", "request → decision on NATS", r.toDecision, false)
 	rep.add(sec, "core.decisions", "decisions per second (first → last)", r.decisionsPerSec, "/s", "raw.mongo_insert_many")
 	rep.add(sec, "core.decision_lag", "last 202 → last decision", r.lastAcceptToLastDecision.Seconds(), "s", "")
+}
+
+// addCoreOpen reports the open loop with the notification service paused.
+func (rep *report) addCoreOpen(o openResult) {
+	sec := fmt.Sprintf("registration core alone, open loop: half its accept rate, %s (target HTTP p99 <= %s)",
+		openLoopFor, fmtMS(openLoopTarget))
+	rep.add(sec, "core_open.rate", "arrivals per second (achieved)", o.offered, "/s", "")
+	rep.addLatencies(sec, "core_open.http", "HTTP, from the scheduled time", o.http, true)
 }
 
 func (rep *report) addOpen(o openResult) {
@@ -179,6 +188,7 @@ func (rep *report) addChecks(s systemResult) {
 	eq("rush emails at the sink (one per decision)", float64(r.emailsWanted), float64(r.emails))
 	c := s.core
 	eq("core alone: decisions for accepted requests, none lost", float64(c.accepted), float64(c.decided-c.extra))
+	eq("core alone, open loop: decisions for accepted requests", float64(s.coreOpen.wanted), float64(s.coreOpen.decided))
 	eq("core alone: confirmed in person = min(seats, in-person requests)", float64(min(inPersonSeats, c.inPerson)),
 		float64(c.statuses[events.StatusConfirmed+" "+events.ModeInPerson]))
 	eq("open-loop decisions for accepted requests", float64(s.open.wanted), float64(s.open.decided))
@@ -187,6 +197,9 @@ func (rep *report) addChecks(s systemResult) {
 	p99 := ms(s.open.http.p99)
 	rep.Checks = append(rep.Checks, check{Name: "open-loop HTTP p99 (target)", Cmp: "<=", Want: ms(openLoopTarget),
 		Got: p99, OK: s.open.http.n > 0 && p99 <= ms(openLoopTarget), Target: true})
+	cp99 := ms(s.coreOpen.http.p99)
+	rep.Checks = append(rep.Checks, check{Name: "core alone, open-loop HTTP p99 (target)", Cmp: "<=", Want: ms(openLoopTarget),
+		Got: cp99, OK: s.coreOpen.http.n > 0 && cp99 <= ms(openLoopTarget), Target: true})
 }
 
 // correct reports whether every correctness check passed.
