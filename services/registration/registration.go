@@ -101,7 +101,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	outbox := store.NewOutbox(deps.DB, deps.Bus, log)
-	committer := bus.NewCommitter(deps.Bus, 4)
+	// One committer: while its batch is being stored, every request that
+	// arrives waits for the next one, so batches grow with the load; more
+	// workers only split them (measured: 4 workers gave batches of ~5 and
+	// ~1,050 accepted/s, 1 worker batches of ~16–25 and ~1,300/s).
+	committer := bus.NewCommitter(deps.Bus, 1)
 	defer committer.Close()
 	svc := &registrar{
 		cfg:       cfg,
