@@ -265,9 +265,23 @@ func TestPlenaryInContainers(t *testing.T) {
 		if err := s.nats.Stop(context.Background(), &timeout); err != nil {
 			t.Fatal(err)
 		}
-		s.register("containers", "outage@example.org")
+		// A registration is accepted only once NATS stored it: while NATS
+		// is away the answer is 503, and a retry once it is back goes in.
+		body := map[string]any{"name": "Participant", "email": "outage@example.org", "mode": "online", "consent": true}
+		if st := s.call(http.MethodPost, s.registration+"/api/events/containers/registrations", body, nil); st != http.StatusServiceUnavailable {
+			t.Fatalf("register during the NATS outage: %d, want 503", st)
+		}
 		if err := s.nats.Start(context.Background()); err != nil {
 			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+			st := s.call(http.MethodPost, s.registration+"/api/events/containers/registrations", body, nil)
+			if st == http.StatusAccepted {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("register after the NATS outage: %d", st)
+			}
 		}
 		s.waitInbox("first@example.org", "queued-1@example.org", "queued-2@example.org", "outage@example.org")
 		// Every status reported: nothing is in flight that could still
