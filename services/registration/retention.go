@@ -31,7 +31,7 @@ func (r *registrar) retainEvery(ctx context.Context, interval time.Duration) err
 }
 
 func (r *registrar) retain(ctx context.Context, now time.Time) error {
-	evs, err := r.store.listEvents(ctx)
+	evs, err := r.store.eventsEndedBefore(ctx, now)
 	if err != nil {
 		return err
 	}
@@ -62,4 +62,18 @@ func (r *registrar) retain(ctx context.Context, now time.Time) error {
 // retentionEnds is when an event's registrations are anonymised.
 func retentionEnds(ev *Event) time.Time {
 	return ev.EndsAt.Add(time.Duration(ev.RetentionDays) * 24 * time.Hour)
+}
+
+// eventsEndedBefore returns every event that ended before t (all of them:
+// the oldest are the ones whose retention is over).
+func (s *regStore) eventsEndedBefore(ctx context.Context, t time.Time) ([]Event, error) {
+	cur, err := s.events.Find(ctx, bson.D{{Key: "ends_at", Value: bson.D{{Key: "$lt", Value: t.UTC()}}}})
+	if err != nil {
+		return nil, fmt.Errorf("past events: %w", err)
+	}
+	var out []Event
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("past events: %w", err)
+	}
+	return out, nil
 }
