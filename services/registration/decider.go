@@ -394,12 +394,37 @@ func (d *decider) reload(ctx context.Context) error {
 	} else if err != nil {
 		return err
 	}
+	if err := d.rebuildMessages(ctx, pending); err != nil {
+		return err
+	}
 	if err := d.announce(ctx, pending); err != nil {
 		return err
 	}
 	d.states = map[string]*eventState{}
 	d.loaded = true
 	d.log.Info("decider: state reloaded", "ack_floor", floor, "journal", len(pending), "resume_after", d.last)
+	return nil
+}
+
+// rebuildMessages builds the outcome events of journal entries read back
+// from the database, with each event as it now stands.
+func (d *decider) rebuildMessages(ctx context.Context, entries []*journalEntry) error {
+	evs := map[string]*Event{}
+	for _, e := range entries {
+		ev, ok := evs[e.EventID]
+		if !ok {
+			var err error
+			if ev, err = d.r.store.eventByID(ctx, e.EventID); errors.Is(err, store.ErrNotFound) {
+				ev = nil
+			} else if err != nil {
+				return err
+			}
+			evs[e.EventID] = ev
+		}
+		if err := d.r.buildMessages(e, ev); err != nil {
+			d.log.Error("decider: journal entry cannot be announced again", "seq", e.Seq, "err", err)
+		}
+	}
 	return nil
 }
 

@@ -47,32 +47,24 @@ func (r *registrar) registerAppliers() {
 }
 
 // journalize fills a journal entry from a decision: the after-states, the
-// outcome events with ids derived from the request's (the same every time
-// the request is decided), and the reply for a waiting handler.
+// outcomes, the reply for a waiting handler, and the outcome events built
+// from them.
 func (r *registrar) journalize(e *journalEntry, req *request, st *eventState, res result) error {
-	e.Regs, e.Event = res.changed, res.event
-	add := func(typ, subject string, data any) error {
-		env, err := events.NewWithID(fmt.Sprintf("%s-%d", req.ID, len(e.Messages)+1), source, typ, subject, data)
-		if err != nil {
-			return err
-		}
-		env.TraceParent = req.TraceParent
-		body, err := env.Marshal()
-		if err != nil {
-			return err
-		}
-		e.Messages = append(e.Messages, journalMsg{Subject: typ, ID: env.ID, Data: body})
-		return nil
-	}
+	e.Regs, e.Event, e.TraceParent = res.changed, res.event, req.TraceParent
 	if res.event != nil {
-		if err := add(events.EventUpdated, res.event.ID, res.event.payload(r.public)); err != nil {
-			return err
-		}
+		e.Outcomes = append(e.Outcomes, journalOutcome{Type: events.EventUpdated})
+	}
+	changed := make(map[string]bool, len(res.changed))
+	for _, c := range res.changed {
+		changed[c.ID] = true
 	}
 	for _, o := range res.outcomes {
-		if err := add(o.typ, o.reg.ID, r.payload(st.ev, &o.reg)); err != nil {
-			return err
+		jo := journalOutcome{Type: o.typ, RegID: o.reg.ID, Reason: o.reason}
+		if !changed[o.reg.ID] {
+			reg := o.reg
+			jo.Reg = &reg
 		}
+		e.Outcomes = append(e.Outcomes, jo)
 	}
 	if req.Reply != "" {
 		body, err := json.Marshal(res.reply)
@@ -80,6 +72,55 @@ func (r *registrar) journalize(e *journalEntry, req *request, st *eventState, re
 			return err
 		}
 		e.ReplyBody = body
+	}
+	var ev *Event
+	if st != nil {
+		ev = st.ev
+	}
+	return r.buildMessages(e, ev)
+}
+
+// buildMessages makes the entry's outcome events, the same bytes every time
+// for the same entry and event: ids derived from the request's, time the
+// decision's. ev is the event the payloads carry a copy of.
+func (r *registrar) buildMessages(e *journalEntry, ev *Event) error {
+	e.Messages = e.Messages[:0]
+	regs := make(map[string]*Registration, len(e.Regs))
+	for i := range e.Regs {
+		regs[e.Regs[i].ID] = &e.Regs[i]
+	}
+	for k, o := range e.Outcomes {
+		var subject string
+		var data any
+		if o.Type == events.EventUpdated {
+			if e.Event == nil {
+				return fmt.Errorf("journal %d: event update without the event", e.Seq)
+			}
+			subject, data = e.Event.ID, e.Event.payload(r.public)
+		} else {
+			reg := o.Reg
+			if reg == nil {
+				reg = regs[o.RegID]
+			}
+			if reg == nil || ev == nil {
+				return fmt.Errorf("journal %d: outcome %d without its registration or event", e.Seq, k)
+			}
+			cp := *reg
+			if o.Reason != "" {
+				cp.Reason = o.Reason
+			}
+			subject, data = cp.ID, r.payload(ev, &cp)
+		}
+		env, err := events.NewWithID(fmt.Sprintf("%s-%d", e.RequestID, k+1), source, o.Type, subject, data)
+		if err != nil {
+			return err
+		}
+		env.Time, env.TraceParent = e.At, e.TraceParent
+		body, err := env.Marshal()
+		if err != nil {
+			return err
+		}
+		e.Messages = append(e.Messages, journalMsg{Subject: o.Type, ID: env.ID, Data: body})
 	}
 	return nil
 }
