@@ -324,7 +324,7 @@ func (b *browser) submitManage(action string) int64 {
 // list, unlimited online seats and one required question.
 func (e *e2e) createSmallEvent(slug string) string {
 	e.t.Helper()
-	r := e.admin.Do(e.t, "POST", "/admin/events", map[string]any{
+	return e.postEvent(map[string]any{
 		"slug": slug, "title": "Salon hybride", "timezone": "Europe/Paris",
 		"starts_at":    time.Now().Add(48 * time.Hour).Format(time.RFC3339),
 		"ends_at":      time.Now().Add(56 * time.Hour).Format(time.RFC3339),
@@ -335,12 +335,6 @@ func (e *e2e) createSmallEvent(slug string) string {
 		"questions":    []map[string]any{{"id": "org", "label": "Organisation", "type": "text", "required": true}},
 		"locales":      []string{"en", "fr"},
 	})
-	if r.Status != http.StatusCreated {
-		e.t.Fatalf("create event: %d %s", r.Status, r.Body)
-	}
-	var ev struct{ ID string }
-	r.JSON(e.t, &ev)
-	return ev.ID
 }
 
 // registerWaiting registers addr in person by the API, willing to wait.

@@ -60,7 +60,7 @@ func startStack(t *testing.T) *e2e {
 
 func (e *e2e) createEvent(slug string) string {
 	e.t.Helper()
-	r := e.admin.Do(e.t, "POST", "/admin/events", map[string]any{
+	return e.postEvent(map[string]any{
 		"slug": slug, "title": "OSCE roundtable", "timezone": "Europe/Vienna",
 		"starts_at": time.Now().Add(48 * time.Hour).Format(time.RFC3339),
 		"ends_at":   time.Now().Add(72 * time.Hour).Format(time.RFC3339),
@@ -68,6 +68,12 @@ func (e *e2e) createEvent(slug string) string {
 		"online":    map[string]any{"join_url": "https://meet.example.org/osce"},
 		"capacity":  map[string]any{"in_person": 50, "online": 150},
 	})
+}
+
+// postEvent creates the event body describes and returns its id.
+func (e *e2e) postEvent(body map[string]any) string {
+	e.t.Helper()
+	r := e.admin.Do(e.t, "POST", "/admin/events", body)
 	if r.Status != http.StatusCreated {
 		e.t.Fatalf("create event: %d %s", r.Status, r.Body)
 	}

@@ -93,7 +93,7 @@ func (c *eventCache) seats(ctx context.Context, ev *Event) (map[string]bool, err
 	if ok && time.Since(e.at) < cacheTTL {
 		return e.v, nil
 	}
-	st, err := c.st.stats(ctx, ev)
+	st, err := c.st.counts(ctx, ev)
 	if err != nil {
 		if ok {
 			return e.v, nil // MongoDB away: what we knew a moment ago
@@ -127,8 +127,27 @@ type eventStats struct {
 	JoinedOnce   int            `json:"attendees_joined"`
 }
 
-// stats counts an event's registrations in one pass over them.
+// stats is counts with the joins, for organisers.
 func (s *regStore) stats(ctx context.Context, ev *Event) (*eventStats, error) {
+	out, err := s.counts(ctx, ev)
+	if err != nil {
+		return nil, err
+	}
+	joins, err := s.joins(ctx, ev.ID)
+	if err != nil {
+		return nil, err
+	}
+	out.Joins = len(joins)
+	people := map[string]bool{}
+	for _, j := range joins {
+		people[j.RegistrationID] = true
+	}
+	out.JoinedOnce = len(people)
+	return out, nil
+}
+
+// counts counts an event's registrations in one pass over them.
+func (s *regStore) counts(ctx context.Context, ev *Event) (*eventStats, error) {
 	cur, err := s.registrations.Find(ctx, bson.D{{Key: "event_id", Value: ev.ID}})
 	if err != nil {
 		return nil, fmt.Errorf("stats %s: %w", ev.ID, err)
@@ -171,16 +190,6 @@ func (s *regStore) stats(ctx context.Context, ev *Event) (*eventStats, error) {
 			out.OverCapacity[m] = max(confirmed-c, 0)
 		}
 	}
-	joins, err := s.joins(ctx, ev.ID)
-	if err != nil {
-		return nil, err
-	}
-	out.Joins = len(joins)
-	people := map[string]bool{}
-	for _, j := range joins {
-		people[j.RegistrationID] = true
-	}
-	out.JoinedOnce = len(people)
 	return out, nil
 }
 

@@ -33,15 +33,7 @@ func TestDeciderFailoverDuring2000Registrations(t *testing.T) {
 	bus := n.Bus(t)
 	out := collectOutcomes(t, bus.JS)
 
-	r := a.admin.Do(t, "POST", "/admin/events", eventBody(slug, func(b map[string]any) {
-		b["capacity"] = map[string]any{"in_person": seats, "online": 0}
-		b["registration"] = map[string]any{"waitlist": true}
-	}))
-	if r.Status != http.StatusCreated {
-		t.Fatalf("create event: %d %s", r.Status, r.Body)
-	}
-	var ev Event
-	r.JSON(t, &ev)
+	ev := createEvent(t, a.admin, slug, withSeats(seats))
 	// A decides a first registration alone, so its decider holds the pin
 	// when B starts.
 	testkit.Eventually(t, 10*time.Second, func() error {
@@ -167,13 +159,7 @@ func TestMongoUnavailable30sDuringRegistrations(t *testing.T) {
 	s := startReplica(t, "S", replicaConfig(n.URL, mongoProxy.URL(uri), database), watch)
 	bus := n.Bus(t)
 	out := collectOutcomes(t, bus.JS)
-	r := s.admin.Do(t, "POST", "/admin/events", eventBody(slug, func(b map[string]any) {
-		b["capacity"] = map[string]any{"in_person": 10, "online": 0}
-		b["registration"] = map[string]any{"waitlist": true}
-	}))
-	if r.Status != http.StatusCreated {
-		t.Fatalf("create event: %d %s", r.Status, r.Body)
-	}
+	createEvent(t, s.admin, slug, withSeats(10))
 
 	var mu sync.Mutex
 	var attempts []regAttempt
@@ -284,9 +270,7 @@ func TestTakeoverOfUndecidedRequestsWithoutNewTraffic(t *testing.T) {
 	a := startReplica(t, "A", replicaConfig(natsProxy.URL(n.URL), mongoProxy.URL(uri), database), watch)
 	bus := n.Bus(t)
 	out := collectOutcomes(t, bus.JS)
-	if r := a.admin.Do(t, "POST", "/admin/events", eventBody(slug)); r.Status != http.StatusCreated {
-		t.Fatalf("create event: %d %s", r.Status, r.Body)
-	}
+	createEvent(t, a.admin, slug)
 	var attempts []regAttempt
 	register := func(base, email string) {
 		testkit.Eventually(t, 10*time.Second, func() error {

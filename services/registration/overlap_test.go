@@ -31,15 +31,7 @@ func TestDecidersOverlapWhileThePinMoves(t *testing.T) {
 	b := startReplica(t, "B", replicaConfig(n.URL, uri, database), watch)
 	bus := n.Bus(t)
 	out := collectOutcomes(t, bus.JS)
-	r := a.admin.Do(t, "POST", "/admin/events", eventBody(slug, func(b map[string]any) {
-		b["capacity"] = map[string]any{"in_person": seats, "online": 0}
-		b["registration"] = map[string]any{"waitlist": true}
-	}))
-	if r.Status != http.StatusCreated {
-		t.Fatalf("create event: %d %s", r.Status, r.Body)
-	}
-	var ev Event
-	r.JSON(t, &ev)
+	ev := createEvent(t, a.admin, slug, withSeats(seats))
 	testkit.Eventually(t, 10*time.Second, func() error {
 		for _, base := range []string{a.base, b.base} {
 			if st, _, err := sendHTTP("GET", base+"/api/events/"+slug, nil); err != nil || st != http.StatusOK {

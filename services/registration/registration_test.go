@@ -112,13 +112,27 @@ func eventBody(slug string, mutate ...func(map[string]any)) map[string]any {
 
 func (h *harness) createEvent(slug string, mutate ...func(map[string]any)) Event {
 	h.t.Helper()
-	r := h.admin.Do(h.t, "POST", "/admin/events", eventBody(slug, mutate...))
+	return createEvent(h.t, h.admin, slug, mutate...)
+}
+
+// createEvent creates an event through admin, a service's organiser client.
+func createEvent(t *testing.T, admin testkit.Client, slug string, mutate ...func(map[string]any)) Event {
+	t.Helper()
+	r := admin.Do(t, "POST", "/admin/events", eventBody(slug, mutate...))
 	if r.Status != http.StatusCreated {
-		h.t.Fatalf("create event: %d %s", r.Status, r.Body)
+		t.Fatalf("create event: %d %s", r.Status, r.Body)
 	}
 	var ev Event
-	r.JSON(h.t, &ev)
+	r.JSON(t, &ev)
 	return ev
+}
+
+// withSeats limits in-person seats to n, online unlimited, with a waitlist.
+func withSeats(n int) func(map[string]any) {
+	return func(b map[string]any) {
+		b["capacity"] = map[string]any{"in_person": n, "online": 0}
+		b["registration"] = map[string]any{"waitlist": true}
+	}
 }
 
 func (h *harness) register(slug, email, mode string, headers ...string) testkit.Response {

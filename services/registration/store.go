@@ -82,10 +82,6 @@ func (s *regStore) registrationByID(ctx context.Context, id string) (*Registrati
 	return findOne[Registration](ctx, s.registrations, bson.D{{Key: "_id", Value: id}})
 }
 
-func (s *regStore) registrationByEmailKey(ctx context.Context, key string) (*Registration, error) {
-	return findOne[Registration](ctx, s.registrations, bson.D{{Key: "email_key", Value: key}})
-}
-
 func findOne[T any](ctx context.Context, coll *mongo.Collection, filter bson.D) (*T, error) {
 	var v T
 	if err := coll.FindOne(ctx, filter).Decode(&v); err != nil {
