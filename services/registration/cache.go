@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,6 +45,10 @@ func newEventCache(st *regStore) *eventCache {
 // costs one read a second, not one per request. Only an event never seen
 // is read while the caller waits.
 func (c *eventCache) bySlug(ctx context.Context, slug string) (*Event, error) {
+	// The slug becomes a map key that outlives the request: a string
+	// from Fiber points into a buffer the next request overwrites, which
+	// once turned one event's key into another's slug.
+	slug = strings.Clone(slug)
 	c.mu.Lock()
 	e, ok := c.ev[slug]
 	stale := ok && time.Since(e.at) >= cacheTTL
