@@ -19,7 +19,7 @@ func TestEventCacheCopiesTheSlug(t *testing.T) {
 	if ev, err := c.bySlug(context.Background(), reused); err != nil || ev.ID != first.ID {
 		t.Fatalf("pair-1: %v %v", ev, err)
 	}
-	copy(buf, "pair-2") // the next request reuses the buffer
+	copy(buf, "pair-2")   // the next request reuses the buffer
 	for i := range 1000 { // other events fill the map, which grows and rehashes its keys
 		c.put(fmt.Sprintf("other-%d", i), &Event{ID: "other"})
 	}
