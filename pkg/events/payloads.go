@@ -71,9 +71,11 @@ type Registration struct {
 // Attendance is the payload of registration.v1.attendance.joined: an online
 // attendee used their join link.
 type Attendance struct {
-	RegistrationID string    `json:"registration_id"`
-	EventID        string    `json:"event_id"`
-	At             time.Time `json:"at"`
+	RegistrationID string `json:"registration_id"`
+	EventID        string `json:"event_id"`
+	// SessionID is the agenda session joined, when the link named one.
+	SessionID string    `json:"session_id,omitempty"`
+	At        time.Time `json:"at"`
 }
 
 // MailJob is the payload of mail.v1.send: one email, fully rendered.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -206,24 +207,60 @@ func Tokens(raw []string) []string {
 }
 
 // Bearer requires an Authorization: Bearer header carrying one of tokens,
-// compared in constant time.
+// compared in constant time. A token may be named, "secretariat:<token>";
+// the name of the token used is kept for the handler (see Organizer). An
+// unnamed token is called "organizer".
 func Bearer(tokens []string) fiber.Handler {
+	named := parseTokens(tokens)
 	return func(c *fiber.Ctx) error {
 		scheme, got, ok := strings.Cut(c.Get(fiber.HeaderAuthorization), " ")
 		if ok && strings.EqualFold(scheme, "Bearer") && got != "" {
-			match := 0
-			for _, t := range tokens {
-				if t != "" {
-					match |= subtle.ConstantTimeCompare([]byte(got), []byte(t))
+			match, name := 0, ""
+			for _, t := range named {
+				// Every token is compared, so the time taken does not
+				// tell which one matched.
+				if subtle.ConstantTimeCompare([]byte(got), []byte(t.secret)) == 1 {
+					match, name = 1, t.name
 				}
 			}
 			if match == 1 {
+				c.Locals(organizerKey{}, name)
 				return c.Next()
 			}
 		}
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="plenary"`)
 		return Problem(http.StatusUnauthorized, "unauthorized", "this route needs an organizer token: Authorization: Bearer <token>")
 	}
+}
+
+type organizerKey struct{}
+
+// Organizer is the name of the organizer token that authorised the request
+// ("organizer" for an unnamed token), or "" outside Bearer.
+func Organizer(c *fiber.Ctx) string {
+	name, _ := c.Locals(organizerKey{}).(string)
+	return name
+}
+
+type namedToken struct{ name, secret string }
+
+// tokenName is what may name a token: letters, digits, '.', '_' and '-'.
+var tokenName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// parseTokens splits "name:secret" entries; an entry whose part before the
+// first colon is not a name is an unnamed token.
+func parseTokens(tokens []string) []namedToken {
+	var out []namedToken
+	for _, t := range tokens {
+		name, secret, ok := strings.Cut(t, ":")
+		if !ok || !tokenName.MatchString(name) || secret == "" {
+			name, secret = "organizer", t
+		}
+		if secret != "" {
+			out = append(out, namedToken{name: name, secret: secret})
+		}
+	}
+	return out
 }
 
 // Serve serves app on ln until ctx ends, then shuts down, giving requests in

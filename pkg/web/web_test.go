@@ -265,6 +265,29 @@ func TestBearer(t *testing.T) {
 	}
 }
 
+func TestBearerNamesTheOrganizer(t *testing.T) {
+	app := web.New(web.Config{Service: "test", Log: testkit.Logger(t), Metrics: prometheus.NewRegistry()})
+	app.Get("/", web.Bearer([]string{"secretariat:s3cret", "plain-token", "not a name:odd"}),
+		func(c *fiber.Ctx) error { return c.SendString(web.Organizer(c)) })
+	for header, want := range map[string]string{
+		"Bearer s3cret":             "secretariat",
+		"Bearer plain-token":        "organizer",
+		"Bearer not a name:odd":     "organizer",
+		"Bearer secretariat:s3cret": "", // the name is not part of the token
+		"Bearer secretariat":        "",
+	} {
+		req := httptest.NewRequest("GET", "/", nil)
+		req.Header.Set("Authorization", header)
+		resp, body := do(t, app, req)
+		switch {
+		case want == "" && resp.StatusCode != 401:
+			t.Errorf("%q: %d, want 401", header, resp.StatusCode)
+		case want != "" && (resp.StatusCode != 200 || string(body) != want):
+			t.Errorf("%q: %d %q, want 200 %q", header, resp.StatusCode, body, want)
+		}
+	}
+}
+
 func TestBearerWithNoTokensRejectsEveryone(t *testing.T) {
 	app := web.New(web.Config{Service: "test", Log: testkit.Logger(t), Metrics: prometheus.NewRegistry()})
 	app.Get("/", web.Bearer([]string{""}), func(c *fiber.Ctx) error { return c.SendString("in") })
