@@ -2,7 +2,8 @@
 // registration events, renders each email once (text, HTML, calendar invite),
 // records it in its email log and hands it to the mailer as a job on the MAIL
 // work queue; it follows the mailer's status reports so organizers can see
-// what was sent to whom.
+// what was sent to whom. It keeps its own replica of the agenda's releases,
+// for agenda change notices.
 package notification
 
 import (
@@ -45,6 +46,7 @@ func LoadConfig() (Config, error) {
 const (
 	registrationsConsumer = "notification"
 	statusConsumer        = "notification-status"
+	releasesConsumer      = "notification-agenda"
 )
 
 // Run runs the notification service until ctx ends.
@@ -60,7 +62,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log = log.With("service", "notification")
 
 	deps, err := service.Start(ctx, "notification", cfg.Common, log,
-		events.StreamRegistration, events.StreamMail, events.StreamMailStatus, events.StreamDLQ)
+		events.StreamRegistration, events.StreamAgenda, events.StreamMail, events.StreamMailStatus, events.StreamDLQ)
 	if err != nil {
 		return err
 	}
@@ -68,6 +70,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	emails := newEmailStore(deps.DB)
 	if err := emails.ensureIndexes(ctx); err != nil {
+		return fmt.Errorf("notification: %w", err)
+	}
+	releases := newReleaseReplica(deps.DB, log)
+	if err := releases.ensureIndexes(ctx); err != nil {
 		return fmt.Errorf("notification: %w", err)
 	}
 	n := newNotifier(deps, emails, tmpl, log)
@@ -91,6 +97,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			FilterSubjects: []string{events.AllMailStatus},
 			Workers:        2,
 		}, n.handleStatus)
+	})
+	g.Go(func() error {
+		// One worker: releases are rare, and handled one at a time they
+		// are stored in the order the agenda published them.
+		return deps.Bus.Consume(ctx, bus.ConsumerConfig{
+			Stream:         events.StreamAgenda,
+			Durable:        releasesConsumer,
+			FilterSubjects: []string{events.AgendaReleasePublished},
+		}, releases.handleRelease)
 	})
 	log.Info("notification started", "admin_tokens", len(tokens))
 	return g.Wait()
