@@ -31,6 +31,7 @@ type registrar struct {
 	cache     *eventCache
 	resends   *resendLimiter
 	i18n      *i18n.Catalog
+	agendas   *agendaReplica
 }
 
 const source = "plenary/registration"

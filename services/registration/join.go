@@ -13,12 +13,14 @@ import (
 	"github.com/plenaryhq/plenary/pkg/store"
 )
 
-// attendance is one use of a join link: who joined, when.
+// attendance is one use of a join link: who joined what, when.
 type attendance struct {
-	ID             string    `bson:"_id" json:"id"`
-	EventID        string    `bson:"event_id" json:"event_id"`
-	RegistrationID string    `bson:"registration_id" json:"registration_id"`
-	At             time.Time `bson:"at" json:"at"`
+	ID             string `bson:"_id" json:"id"`
+	EventID        string `bson:"event_id" json:"event_id"`
+	RegistrationID string `bson:"registration_id" json:"registration_id"`
+	// SessionID is the agenda session joined; empty for the whole event.
+	SessionID string    `bson:"session_id,omitempty" json:"session_id,omitempty"`
+	At        time.Time `bson:"at" json:"at"`
 }
 
 // joinWindow is when the meeting may be joined: from opens_minutes_before
@@ -35,6 +37,9 @@ func (r *registrar) pageJoin(c *fiber.Ctx) error {
 		return r.pageProblem(c, r.localizer(c, ""), err)
 	}
 	l := r.localizer(c, reg.Locale)
+	if id := c.Query("session"); id != "" {
+		return r.pageJoinSession(c, l, reg, ev, id)
+	}
 	message := func(status int, title string, detail string) error {
 		p := newPage(l, l.T(title))
 		p.Detail = detail
@@ -59,28 +64,33 @@ func (r *registrar) pageJoin(c *fiber.Ctx) error {
 	case !now.Before(closes):
 		return message(http.StatusGone, "join.ended_title", l.T("join.ended_body", data))
 	}
-	if err := r.recordJoin(c.UserContext(), ev, reg, now); errors.Is(err, store.ErrDeferred) {
-		r.log.Info("join recorded; the relay will finish it", "registration_id", reg.ID)
-	} else if err != nil {
-		// The participant is let in anyway: a lost attendance record must
-		// not keep anyone out of the meeting.
-		r.log.Warn("join not recorded", "registration_id", reg.ID, "err", err)
-	}
+	r.noteJoin(c, ev, reg, "", now)
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	return c.Redirect(ev.Online.JoinURL, http.StatusFound)
 }
 
+// noteJoin records a join (of the whole event when sessionID is empty).
+func (r *registrar) noteJoin(c *fiber.Ctx, ev *Event, reg *Registration, sessionID string, at time.Time) {
+	if err := r.recordJoin(c.UserContext(), ev, reg, sessionID, at); errors.Is(err, store.ErrDeferred) {
+		r.log.Info("join recorded; the relay will finish it", "registration_id", reg.ID, "session_id", sessionID)
+	} else if err != nil {
+		// The participant is let in anyway: a lost attendance record must
+		// not keep anyone out of the meeting.
+		r.log.Warn("join not recorded", "registration_id", reg.ID, "session_id", sessionID, "err", err)
+	}
+}
+
 // recordJoin stores and announces one join.
-func (r *registrar) recordJoin(ctx context.Context, ev *Event, reg *Registration, at time.Time) error {
+func (r *registrar) recordJoin(ctx context.Context, ev *Event, reg *Registration, sessionID string, at time.Time) error {
 	env, err := events.New(source, events.AttendanceJoined, reg.ID, events.Attendance{
-		RegistrationID: reg.ID, EventID: ev.ID, At: at.UTC(),
+		RegistrationID: reg.ID, EventID: ev.ID, SessionID: sessionID, At: at.UTC(),
 	})
 	if err != nil {
 		return err
 	}
 	env = env.Traced(ctx)
 	entry, err := store.NewEntry(kindAttendanceJoin, env,
-		attendance{ID: env.ID, EventID: ev.ID, RegistrationID: reg.ID, At: at.UTC()})
+		attendance{ID: env.ID, EventID: ev.ID, RegistrationID: reg.ID, SessionID: sessionID, At: at.UTC()})
 	if err != nil {
 		return err
 	}

@@ -54,6 +54,9 @@ type page struct {
 	Zones     []string
 	Zone      string
 	Locale    string
+	// Session is the agenda session a join page is about; the language
+	// links keep it.
+	Session string
 
 	// Event page.
 	Done   bool

@@ -86,7 +86,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	deps, err := service.Start(ctx, "registration", cfg.Common, log, events.StreamRegistration, events.StreamRequests)
+	// AGENDA is the agenda service's, but a consumer needs it to exist
+	// whichever service starts first.
+	deps, err := service.Start(ctx, "registration", cfg.Common, log,
+		events.StreamRegistration, events.StreamRequests, events.StreamAgenda)
 	if err != nil {
 		return err
 	}
@@ -120,6 +123,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		cache:     newEventCache(st),
 		resends:   newResendLimiter(cfg.ResendPerHour),
 		i18n:      catalog,
+		agendas:   newAgendaReplica(deps.DB, log),
 	}
 	svc.registerAppliers()
 	dec, err := svc.newDecider(ctx)
@@ -135,6 +139,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	g.Go(func() error { return outbox.Relay(ctx, cfg.OutboxInterval, 2*cfg.OutboxInterval) })
 	g.Go(func() error { return dec.run(ctx) })
 	g.Go(func() error { return svc.retainEvery(ctx, cfg.RetentionInterval) })
+	g.Go(func() error { return svc.agendas.consume(ctx, deps.Bus) })
 	log.Info("registration started", "public_url", svc.public)
 	return g.Wait()
 }
