@@ -44,20 +44,20 @@ func demoEvent() map[string]any {
 	}
 }
 
-// seedDemo creates the demo event through the public API unless it exists.
+// seedDemo creates the demo event and its agenda through the public API
+// unless they exist.
 func (s *Stack) seedDemo(ctx context.Context) error {
-	if status, _, err := s.call(ctx, http.MethodGet, "/api/events/"+demoSlug, nil); err == nil && status == http.StatusOK {
-		return nil
+	if status, _, err := s.call(ctx, http.MethodGet, "/api/events/"+demoSlug, nil); err != nil || status != http.StatusOK {
+		status, body, err := s.call(ctx, http.MethodPost, "/admin/events", demoEvent())
+		if err != nil {
+			return err
+		}
+		if status != http.StatusCreated {
+			return fmt.Errorf("create demo event: %d %s", status, body)
+		}
+		fmt.Fprintf(s.opts.Out, "Demo event: %s/e/%s\n", s.URL, demoSlug)
 	}
-	status, body, err := s.call(ctx, http.MethodPost, "/admin/events", demoEvent())
-	if err != nil {
-		return err
-	}
-	if status != http.StatusCreated {
-		return fmt.Errorf("create demo event: %d %s", status, body)
-	}
-	fmt.Fprintf(s.opts.Out, "Demo event: %s/api/events/%s\n", s.URL, demoSlug)
-	return nil
+	return s.seedDemoAgenda(ctx)
 }
 
 func (s *Stack) call(ctx context.Context, method, path string, body any) (int, []byte, error) {

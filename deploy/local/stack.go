@@ -280,7 +280,7 @@ func (s *Stack) runner(name string, ln net.Listener) (func(context.Context, *slo
 		return func(ctx context.Context, log *slog.Logger) error { return registration.Run(ctx, cfg, log) }, err
 	case Agenda:
 		cfg, err := agenda.LoadConfig()
-		cfg.Common, cfg.AdminTokens = common, tokens
+		cfg.Common, cfg.PublicURL, cfg.AdminTokens = common, s.opts.PublicURL, tokens
 		return func(ctx context.Context, log *slog.Logger) error { return agenda.Run(ctx, cfg, log) }, err
 	case Notification:
 		cfg, err := notification.LoadConfig()

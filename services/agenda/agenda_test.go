@@ -9,26 +9,14 @@ import (
 	"time"
 
 	"github.com/plenaryhq/plenary/pkg/events"
-	"github.com/plenaryhq/plenary/pkg/service"
 	"github.com/plenaryhq/plenary/pkg/testkit"
 )
 
 func TestMain(m *testing.M) { testkit.Main(m) }
 
 func TestReplicatesEventsInVersionOrder(t *testing.T) {
-	nats := testkit.StartNATS(t)
-	ln, base := testkit.Listen(t)
-	cfg := Config{
-		Common: service.Common{
-			MongoURI: testkit.MongoURI(t), MongoDatabase: testkit.DatabaseName(t),
-			NATSURL: nats.URL, ConnectWait: 5 * time.Second, Listener: ln,
-		},
-		AdminTokens: []string{"tok"},
-	}
-	testkit.Serve(t, func(ctx context.Context) error { return Run(ctx, cfg, testkit.Logger(t)) })
-	admin := testkit.Client{Base: base, Token: "tok"}
-
-	b := nats.Bus(t)
+	h := start(t)
+	admin, b := h.admin, h.bus
 	publish := func(typ string, version int64, title string) {
 		t.Helper()
 		env, err := events.New("test", typ, "ev1", events.Event{ID: "ev1", Version: version, Slug: "roundtable", Title: title, Timezone: "Europe/Vienna"})
@@ -71,7 +59,7 @@ func TestReplicatesEventsInVersionOrder(t *testing.T) {
 		t.Fatalf("an older version overwrote a newer one: %s", r.Body)
 	}
 
-	if r := (testkit.Client{Base: base}).Do(t, "GET", "/admin/events/ev1/agenda/draft", nil); r.Status != http.StatusUnauthorized {
+	if r := h.public.Do(t, "GET", "/admin/events/ev1/agenda/draft", nil); r.Status != http.StatusUnauthorized {
 		t.Errorf("without a token: %d, want 401", r.Status)
 	}
 	if r := admin.Do(t, "GET", "/admin/events/nope/agenda/draft", nil); r.Status != http.StatusNotFound {
