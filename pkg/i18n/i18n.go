@@ -3,7 +3,7 @@
 // embedded in the binary; English is the reference and the fallback for any
 // message a translation lacks. The package also picks a participant's
 // language (Negotiate), formats dates in it (Localizer.DateTime), and lists
-// the time zones people choose from (Zones).
+// the time zones people choose from (Zones) and loads them (LoadZone).
 package i18n
 
 import (
@@ -87,6 +87,17 @@ func (l *Localizer) T(id string, data ...map[string]any) string {
 		}
 	}
 	return l.localize(&i18n.LocalizeConfig{MessageID: id, TemplateData: merged})
+}
+
+// Tf is T with data as name, value pairs, the form a template can pass:
+// {{.L.Tf "agenda.was" "Value" .Was}}. A trailing name without a value is
+// ignored.
+func (l *Localizer) Tf(id string, pairs ...any) string {
+	data := make(map[string]any, len(pairs)/2)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		data[fmt.Sprint(pairs[i])] = pairs[i+1]
+	}
+	return l.T(id, data)
 }
 
 // N returns the plural form of message id that fits count, as the

@@ -160,6 +160,28 @@ func TestT(t *testing.T) {
 	}
 }
 
+func TestTf(t *testing.T) {
+	c := newCatalog(t)
+	tests := []struct {
+		name, lang, id string
+		pairs          []any
+		want           string
+	}{
+		{"no pairs", "de", "form.register", nil, "Anmelden"},
+		{"a pair", "fr", "err.too_long", []any{"Max", 80}, "80 caractères au maximum."},
+		{"later pair wins", "fr", "err.too_long", []any{"Max", 1, "Max", 80}, "80 caractères au maximum."},
+		{"trailing name ignored", "fr", "err.too_long", []any{"Max", 80, "Extra"}, "80 caractères au maximum."},
+		{"unknown id", "it", "no.such.id", []any{"Max", 80}, "no.such.id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := c.For(tt.lang).Tf(tt.id, tt.pairs...); got != tt.want {
+				t.Errorf("For(%q).Tf(%q, %v) = %q, want %q", tt.lang, tt.id, tt.pairs, got, tt.want)
+			}
+		})
+	}
+}
+
 func TestTFallsBackToEnglish(t *testing.T) {
 	bundle := goi18n.NewBundle(language.English)
 	bundle.MustAddMessages(language.English, &goi18n.Message{ID: "only.en", Other: "Hello {{.Name}}"})

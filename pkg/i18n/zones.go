@@ -1,6 +1,12 @@
 package i18n
 
-import "slices"
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
 
 // zones is the curated list behind Zones: UTC, then the zones of major cities,
 // sorted by name. Only canonical names, not links or deprecated ones such as
@@ -57,3 +63,55 @@ var zones = []string{
 // Zones returns the IANA time zone names offered in a time zone select: UTC,
 // then the major cities of each continent, sorted. The caller owns the slice.
 func Zones() []string { return slices.Clone(zones) }
+
+// maxZoneName bounds a zone name from a form or query; the longest in the
+// IANA database is about half as long.
+const maxZoneName = 64
+
+// loaded caches LoadZone: time.LoadLocation parses the zone's data on every
+// call, and pages look up a zone or two on every request. Only names that
+// load are stored, so the cache holds at most the IANA database.
+var loaded sync.Map // name → *time.Location
+
+// LoadZone loads an IANA time zone such as "Europe/Vienna", cached. Names
+// often come from a form or a query, so it refuses "" and "Local" (both mean
+// something other than a zone: UTC and the server's own), names over 64
+// bytes, and anything not spelt like an IANA name (letters, digits, '_',
+// '-', '+', and '/' between parts), such as a path.
+func LoadZone(name string) (*time.Location, error) {
+	if loc, ok := loaded.Load(name); ok {
+		return loc.(*time.Location), nil
+	}
+	if !ianaName(name) {
+		return nil, fmt.Errorf("i18n: %q is not a time zone name", name)
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, fmt.Errorf("i18n: time zone %q: %w", name, err)
+	}
+	loaded.Store(name, loc)
+	return loc, nil
+}
+
+// ianaName reports whether name is spelt like an IANA zone name: parts
+// that start with a letter, made of letters, digits, '_', '-' and '+',
+// joined by '/'.
+func ianaName(name string) bool {
+	if name == "Local" || len(name) > maxZoneName {
+		return false
+	}
+	for part := range strings.SplitSeq(name, "/") {
+		if part == "" || !isLetter(part[0]) {
+			return false
+		}
+		for i := range len(part) {
+			c := part[i]
+			if !isLetter(c) && !('0' <= c && c <= '9') && c != '_' && c != '-' && c != '+' {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func isLetter(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }

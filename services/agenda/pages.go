@@ -3,7 +3,6 @@ package agenda
 import (
 	"cmp"
 	"embed"
-	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -53,13 +52,7 @@ type agendaPage struct {
 }
 
 // T translates id with data given as name, value pairs.
-func (p *agendaPage) T(id string, pairs ...any) string {
-	data := make(map[string]any, len(pairs)/2)
-	for i := 0; i+1 < len(pairs); i += 2 {
-		data[fmt.Sprint(pairs[i])] = pairs[i+1]
-	}
-	return p.L.T(id, data)
-}
+func (p *agendaPage) T(id string, pairs ...any) string { return p.L.Tf(id, pairs...) }
 
 // langLink switches the page's language and keeps the rest of the query.
 type langLink struct{ Code, Name, Href string }
@@ -194,7 +187,7 @@ func requery(c *fiber.Ctx, path, key, value string) string {
 // one, else the event's.
 func (p *agendaPage) zone(c *fiber.Ctx, ev *events.Event, rel *events.Release) *time.Location {
 	name := cmp.Or(ev.Timezone, rel.Timezone)
-	loc, err := loadZone(name)
+	loc, err := i18n.LoadZone(name)
 	if err != nil {
 		name, loc = "UTC", time.UTC
 	}
@@ -204,7 +197,7 @@ func (p *agendaPage) zone(c *fiber.Ctx, ev *events.Event, rel *events.Release) *
 	if tz == "" || tz == name {
 		return loc
 	}
-	viewer, err := loadZone(tz)
+	viewer, err := i18n.LoadZone(tz)
 	if err != nil {
 		p.Zone.Unknown = true
 		return loc
@@ -214,15 +207,6 @@ func (p *agendaPage) zone(c *fiber.Ctx, ev *events.Event, rel *events.Release) *
 		p.Zone.Zones = append(p.Zone.Zones, tz) // a browser's zone the list lacks
 	}
 	return viewer
-}
-
-// loadZone loads an IANA zone; "Local" (the server's) and overlong names
-// are refused, since the name comes from a query.
-func loadZone(name string) (*time.Location, error) {
-	if name == "" || name == "Local" || len(name) > 64 {
-		return nil, fmt.Errorf("agenda: no time zone %q", name)
-	}
-	return time.LoadLocation(name)
 }
 
 // release describes the release and lists the sessions it changed. The

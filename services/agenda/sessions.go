@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/plenaryhq/plenary/pkg/events"
+	"github.com/plenaryhq/plenary/pkg/i18n"
 	"github.com/plenaryhq/plenary/pkg/web"
 )
 
@@ -184,7 +185,7 @@ func eventDays(ev *events.Event) (from, until time.Time, loc *time.Location) {
 }
 
 func zone(name string) *time.Location {
-	if loc, err := time.LoadLocation(name); err == nil {
+	if loc, err := i18n.LoadZone(name); err == nil {
 		return loc
 	}
 	return time.UTC

@@ -176,9 +176,9 @@ func validateEvent(ev *Event) error {
 		v.Add("slug", "use 3-64 lowercase letters, digits and dashes, e.g. osce-roundtable-2020")
 	}
 	ev.Title = strings.TrimSpace(ev.Title)
-	checkText(&v, "title", ev.Title, 200, true)
-	checkText(&v, "description", ev.Description, 20_000, false)
-	if _, err := loadZone(ev.Timezone); err != nil || ev.Timezone == "" || ev.Timezone == "Local" {
+	v.Text("title", ev.Title, 200, true)
+	v.Text("description", ev.Description, 20_000, false)
+	if _, err := i18n.LoadZone(ev.Timezone); err != nil {
 		v.Add("timezone", "must be an IANA time zone such as Europe/Vienna")
 	}
 	if ev.StartsAt.IsZero() {
@@ -187,9 +187,9 @@ func validateEvent(ev *Event) error {
 	if ev.EndsAt.IsZero() || !ev.EndsAt.After(ev.StartsAt) {
 		v.Add("ends_at", "required, and after starts_at")
 	}
-	checkText(&v, "venue.name", ev.Venue.Name, 200, false)
-	checkText(&v, "venue.address", ev.Venue.Address, 500, false)
-	if ev.Online.JoinURL != "" && !validURL(ev.Online.JoinURL) {
+	v.Text("venue.name", ev.Venue.Name, 200, false)
+	v.Text("venue.address", ev.Venue.Address, 500, false)
+	if ev.Online.JoinURL != "" && !web.ValidURL(ev.Online.JoinURL) {
 		v.Add("online.join_url", "must be an http(s) URL")
 	}
 	if ev.Online.OpensMinutesBefore < 0 || ev.Online.OpensMinutesBefore > 24*60 {
@@ -234,7 +234,10 @@ func validateEvent(ev *Event) error {
 // openForRegistration returns a problem when the event does not take
 // registrations at now.
 func openForRegistration(ev *Event, now time.Time) error {
-	loc, _ := loadZone(ev.Timezone)
+	loc, err := i18n.LoadZone(ev.Timezone)
+	if err != nil {
+		loc = time.UTC
+	}
 	closed := func(at time.Time) error {
 		return web.Conflict("registration_closed",
 			fmt.Sprintf("registration for this event closed on %s", at.In(loc).Format("2006-01-02 15:04 MST")))

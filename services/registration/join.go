@@ -9,6 +9,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/plenaryhq/plenary/pkg/events"
+	"github.com/plenaryhq/plenary/pkg/i18n"
 	"github.com/plenaryhq/plenary/pkg/links"
 	"github.com/plenaryhq/plenary/pkg/store"
 )
@@ -45,7 +46,7 @@ func (r *registrar) pageJoin(c *fiber.Ctx) error {
 		p.Detail = detail
 		return render(c, status, "message", p)
 	}
-	loc, err := loadZone(ev.Timezone)
+	loc, err := i18n.LoadZone(ev.Timezone)
 	if err != nil {
 		loc = time.UTC
 	}

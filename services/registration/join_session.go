@@ -10,6 +10,7 @@ import (
 	"github.com/plenaryhq/plenary/pkg/events"
 	"github.com/plenaryhq/plenary/pkg/i18n"
 	"github.com/plenaryhq/plenary/pkg/store"
+	"github.com/plenaryhq/plenary/pkg/web"
 )
 
 // sessionWindow is when a session may be joined: from the event's
@@ -31,7 +32,7 @@ func (r *registrar) pageJoinSession(c *fiber.Ctx, l *i18n.Localizer, reg *Regist
 		}
 		return render(c, status, "message", p)
 	}
-	loc, err := loadZone(ev.Timezone)
+	loc, err := i18n.LoadZone(ev.Timezone)
 	if err != nil {
 		loc = time.UTC
 	}
@@ -64,7 +65,7 @@ func (r *registrar) pageJoinSession(c *fiber.Ctx, l *i18n.Localizer, reg *Regist
 		return message(http.StatusGone, "join_session.cancelled_title", l.T("join_session.cancelled_body", data))
 	case s.Format != events.FormatOnline && s.Format != events.FormatHybrid:
 		return message(http.StatusForbidden, "join_session.in_person_title", l.T("join_session.in_person_body", data))
-	case meeting == "" || !validURL(meeting):
+	case meeting == "" || !web.ValidURL(meeting):
 		return message(http.StatusServiceUnavailable, "join.not_set_up_title", l.T("join.not_set_up_body", data))
 	case now.Before(opens):
 		return message(http.StatusForbidden, "join_session.not_open_title", l.T("join_session.not_open_body", data))

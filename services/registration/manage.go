@@ -100,7 +100,7 @@ func (p *managePatch) validate(ev *Event) (*editData, error) {
 	changed := false
 	if p.Name != nil {
 		name := strings.TrimSpace(*p.Name)
-		checkText(&v, "name", name, maxName, true)
+		v.Text("name", name, maxName, true)
 		e.Name, changed = &name, true
 	}
 	if p.Answers != nil {

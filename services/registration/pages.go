@@ -25,13 +25,7 @@ import (
 var templateFiles embed.FS
 
 var pageTemplates = template.Must(template.New("pages").Funcs(template.FuncMap{
-	"tr": func(l *i18n.Localizer, id string, kv ...any) string {
-		data := map[string]any{}
-		for i := 0; i+1 < len(kv); i += 2 {
-			data[fmt.Sprint(kv[i])] = kv[i+1]
-		}
-		return l.T(id, data)
-	},
+	"tr": (*i18n.Localizer).Tf,
 	"field": func(p *page, field, id string) map[string]any {
 		return map[string]any{"Errors": p.Errors, "Field": field, "ID": id}
 	},
@@ -109,7 +103,7 @@ func newPage(l *i18n.Localizer, title string) *page {
 }
 
 func (r *registrar) when(l *i18n.Localizer, ev *Event) string {
-	loc, err := loadZone(ev.Timezone)
+	loc, err := i18n.LoadZone(ev.Timezone)
 	if err != nil {
 		loc = time.UTC
 	}

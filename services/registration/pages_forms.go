@@ -49,7 +49,7 @@ func (r *registrar) renderEventPage(c *fiber.Ctx, l *i18n.Localizer, ev *Event, 
 
 // closedText says, in the page's language, why registration is closed.
 func closedText(l *i18n.Localizer, ev *Event, now time.Time) string {
-	loc, err := loadZone(ev.Timezone)
+	loc, err := i18n.LoadZone(ev.Timezone)
 	if err != nil {
 		loc = time.UTC
 	}
@@ -155,7 +155,7 @@ func (r *registrar) renderManage(c *fiber.Ctx, l *i18n.Localizer, reg *Registrat
 	p.Event, p.When, p.View, p.Token, p.Flash = ev, r.when(l, ev), v, c.Params("token"), flash
 	p.Live = reg.live()
 	p.Status = statusText(l, v)
-	loc, lerr := loadZone(ev.Timezone)
+	loc, lerr := i18n.LoadZone(ev.Timezone)
 	if lerr != nil {
 		loc = time.UTC
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/plenaryhq/plenary/pkg/events"
+	"github.com/plenaryhq/plenary/pkg/i18n"
 	"github.com/plenaryhq/plenary/pkg/links"
 	"github.com/plenaryhq/plenary/pkg/store"
 	"github.com/plenaryhq/plenary/pkg/web"
@@ -29,7 +30,7 @@ type RegisterRequest struct {
 func newRegistration(ev *Event, req *RegisterRequest) (*newRegistrationData, error) {
 	var v web.Validation
 	name := strings.TrimSpace(req.Name)
-	checkText(&v, "name", name, maxName, true)
+	v.Text("name", name, maxName, true)
 	email := normalizeEmail(&v, req.Email)
 	switch req.Mode {
 	case events.ModeInPerson, events.ModeOnline:
@@ -68,7 +69,7 @@ func checkTimezone(v *web.Validation, tz string) {
 	if tz == "" {
 		return
 	}
-	if _, err := loadZone(tz); err != nil || tz == "Local" || len(tz) > 64 {
+	if _, err := i18n.LoadZone(tz); err != nil {
 		v.Add("timezone", "must be an IANA time zone such as Asia/Tokyo")
 	}
 }

@@ -3,14 +3,9 @@ package registration
 import (
 	"fmt"
 	"net/mail"
-	"net/url"
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
-	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -33,47 +28,6 @@ var (
 )
 
 func validSlug(s string) bool { return slugRE.MatchString(s) }
-
-func validURL(s string) bool {
-	u, err := url.Parse(s)
-	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
-}
-
-// checkText checks length in characters and that no control character
-// gets in: none at all in single-line fields (they end up in email headers,
-// CSV cells and pages), and only line breaks and tabs in long text.
-func checkText(v *web.Validation, field, s string, limit int, required bool) {
-	multiline := limit > 500
-	switch {
-	case required && strings.TrimSpace(s) == "":
-		v.Add(field, "required")
-	case !utf8.ValidString(s):
-		v.Add(field, "must be valid UTF-8")
-	case utf8.RuneCountInString(s) > limit:
-		v.Add(field, "at most %d characters", limit)
-	case hasControl(s, multiline):
-		if multiline {
-			v.Add(field, "must not contain control characters")
-		} else {
-			v.Add(field, "must be a single line without control characters")
-		}
-	}
-}
-
-// hasControl reports a control character (C0, DEL, C1 such as NEL) or a
-// Unicode line or paragraph separator; multiline text may hold CR, LF and
-// tab.
-func hasControl(s string, multiline bool) bool {
-	for _, r := range s {
-		if multiline && (r == '\n' || r == '\r' || r == '\t') {
-			continue
-		}
-		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
-			return true
-		}
-	}
-	return false
-}
 
 // normalizeEmail validates an address and returns it as it is stored and
 // written to: the bare address with its domain lowercased and its local
@@ -111,7 +65,7 @@ func validateQuestions(v *web.Validation, qs []Question) {
 			v.Add(f+".id", "duplicate question id %q", q.ID)
 		}
 		seen[q.ID] = true
-		checkText(v, f+".label", q.Label, 500, true)
+		v.Text(f+".label", q.Label, 500, true)
 		if !slices.Contains(questionTypes, q.Type) {
 			v.Add(f+".type", "must be one of %s", strings.Join(questionTypes, ", "))
 		}
@@ -171,7 +125,7 @@ func validateAnswers(v *web.Validation, qs []Question, answers map[string]any) m
 			if q.Type != "textarea" {
 				limit = 500
 			}
-			checkText(v, f, s, limit, q.Required)
+			v.Text(f, s, limit, q.Required)
 			if q.Type == "select" && !slices.Contains(q.Options, s) {
 				v.Add(f, "%q is not one of the options", s)
 			}
@@ -189,23 +143,4 @@ func decodeState(e *store.Entry, v any) error {
 		return fmt.Errorf("outbox %s %s: state: %w", e.Kind, e.ID, err)
 	}
 	return nil
-}
-
-// zones caches loaded time zones: time.LoadLocation parses the zone's data
-// on every call, and the registration path looks up the event's zone and
-// the participant's on every request.
-var zones sync.Map // name → *time.Location
-
-// loadZone is time.LoadLocation, cached. Only names that load are cached,
-// so the cache holds at most the IANA database.
-func loadZone(name string) (*time.Location, error) {
-	if loc, ok := zones.Load(name); ok {
-		return loc.(*time.Location), nil
-	}
-	loc, err := time.LoadLocation(name)
-	if err != nil {
-		return nil, err
-	}
-	zones.Store(name, loc)
-	return loc, nil
 }
