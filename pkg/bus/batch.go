@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
+
+	"github.com/plenaryhq/plenary/pkg/events"
 )
 
 // Atomic batch publishing (nats-server 2.12+, streams with
@@ -109,4 +111,19 @@ func (b *Bus) publishAtomic(ctx context.Context, msgs []*nats.Msg) error {
 		return fmt.Errorf("bus: atomic batch %s refused: %s (err_code %d)", id, ack.Error.Description, ack.Error.ErrCode)
 	}
 	return nil
+}
+
+// EnvelopeMsg is env as a message for PublishBatch: on the subject of its
+// type, with its id as Nats-Msg-Id and its trace in the traceparent header.
+func EnvelopeMsg(env events.Envelope) (*nats.Msg, error) {
+	body, err := env.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	msg := &nats.Msg{Subject: env.Type, Data: body, Header: nats.Header{}}
+	msg.Header.Set(headerMsgID, env.ID)
+	if env.TraceParent != "" {
+		msg.Header.Set(events.TraceHeader, env.TraceParent)
+	}
+	return msg, nil
 }

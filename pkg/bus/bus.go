@@ -75,11 +75,40 @@ func (b *Bus) EnsureStreams(ctx context.Context, replicas int, names ...string) 
 		if !ok {
 			return fmt.Errorf("bus: unknown stream %q", name)
 		}
-		if _, err := b.JS.CreateOrUpdateStream(ctx, cfg); err != nil {
+		if err := b.ensureStream(ctx, cfg); err != nil {
 			return fmt.Errorf("bus: ensure stream %s: %w", name, err)
 		}
 	}
 	return nil
+}
+
+// ensureStream creates or updates a stream. A stream whose retention
+// policy changed (MAIL was a work queue) cannot be updated in place: it is
+// recreated when it holds no message, and otherwise left as it is, with a
+// warning, until it has drained.
+func (b *Bus) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) error {
+	s, err := b.JS.Stream(ctx, cfg.Name)
+	if err == nil {
+		info, err := s.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.Config.Retention != cfg.Retention {
+			if info.State.Msgs > 0 {
+				b.log.Warn("stream keeps its old retention policy until it is empty",
+					"stream", cfg.Name, "messages", info.State.Msgs, "have", info.Config.Retention, "want", cfg.Retention)
+				return nil
+			}
+			if err := b.JS.DeleteStream(ctx, cfg.Name); err != nil {
+				return err
+			}
+			b.log.Info("stream recreated with a new retention policy", "stream", cfg.Name, "retention", cfg.Retention)
+		}
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return err
+	}
+	_, err = b.JS.CreateOrUpdateStream(ctx, cfg)
+	return err
 }
 
 // Publish sends body to subject with Nats-Msg-Id = msgID and waits for the

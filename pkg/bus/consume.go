@@ -23,6 +23,8 @@ type Delivery struct {
 	Attempt int
 	// LastAttempt is true when a temporary failure now will not be retried.
 	LastAttempt bool
+	// TraceParent is the W3C trace context the message carries, if any.
+	TraceParent string
 }
 
 // Handler processes one delivery. It returns nil when done (the message is
@@ -197,34 +199,43 @@ func pull(cons jetstream.Consumer, n int) ([]jetstream.Msg, error) {
 }
 
 func (b *Bus) handle(ctx context.Context, cfg ConsumerConfig, handler Handler, msg jetstream.Msg) {
+	d, ctx, log, err := b.delivery(ctx, cfg, msg)
+	if err == nil {
+		err = safeHandle(ctx, handler, d)
+	}
+	b.settle(ctx, cfg, log, msg, d.Attempt, err)
+}
+
+// delivery parses msg for a handler: its envelope, attempt and trace (put
+// into ctx and the logger). A message that is no envelope is an error
+// marked Permanent.
+func (b *Bus) delivery(ctx context.Context, cfg ConsumerConfig, msg jetstream.Msg) (Delivery, context.Context, *slog.Logger, error) {
 	attempt := 1
 	if md, err := msg.Metadata(); err == nil {
 		attempt = int(md.NumDelivered)
 	}
 	log := b.log.With("stream", cfg.Stream, "consumer", cfg.Durable, "subject", msg.Subject(), "attempt", attempt)
-
+	d := Delivery{Subject: msg.Subject(), Header: msg.Headers(), Attempt: attempt, LastAttempt: attempt >= cfg.MaxDeliver}
 	env, err := events.Parse(msg.Data())
-	if err == nil {
-		tp := msg.Headers().Get(events.TraceHeader)
-		if tp == "" {
-			tp = env.TraceParent
-		}
-		if id := events.TraceID(tp); id != "" {
-			ctx = events.WithTrace(ctx, tp)
-			log = log.With("trace_id", id)
-		}
-		log = log.With("msg_id", env.ID)
-		err = safeHandle(ctx, handler, Delivery{
-			Envelope:    env,
-			Subject:     msg.Subject(),
-			Header:      msg.Headers(),
-			Attempt:     attempt,
-			LastAttempt: attempt >= cfg.MaxDeliver,
-		})
-	} else {
-		err = Permanent(err)
+	if err != nil {
+		return d, ctx, log, Permanent(err)
 	}
+	d.Envelope = env
+	tp := msg.Headers().Get(events.TraceHeader)
+	if tp == "" {
+		tp = env.TraceParent
+	}
+	if id := events.TraceID(tp); id != "" {
+		d.TraceParent = tp
+		ctx = events.WithTrace(ctx, tp)
+		log = log.With("trace_id", id)
+	}
+	return d, ctx, log.With("msg_id", env.ID), nil
+}
 
+// settle acks msg, dead-letters it or has it redelivered after a backoff,
+// as the handler's err says.
+func (b *Bus) settle(ctx context.Context, cfg ConsumerConfig, log *slog.Logger, msg jetstream.Msg, attempt int, err error) {
 	switch {
 	case err == nil:
 		if err := msg.Ack(); err != nil {

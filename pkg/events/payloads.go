@@ -90,6 +90,10 @@ type MailJob struct {
 	Text           string       `json:"text"`
 	HTML           string       `json:"html,omitempty"`
 	Attachments    []Attachment `json:"attachments,omitempty"`
+	// Headers are extra header fields, e.g. List-Unsubscribe and
+	// List-Unsubscribe-Post on announcements (RFC 8058). Transactional
+	// emails carry none.
+	Headers map[string]string `json:"headers,omitempty"`
 }
 
 // Attachment is a file sent with an email.

@@ -70,6 +70,11 @@ func DLQSubject(stream, consumer string) string {
 
 const retention = 30 * 24 * time.Hour
 
+// MailRetention is how long a mail job stays on the MAIL stream: longer than
+// a mailer retries a job, so that an email failed after a long outage can
+// be replayed from it.
+const MailRetention = 7 * 24 * time.Hour
+
 // DuplicateWindow is how long NATS remembers a Nats-Msg-Id. It bounds how late
 // a replayed publish (outbox relay, redelivered handler) is still dropped.
 const DuplicateWindow = 10 * time.Minute
@@ -100,15 +105,21 @@ func Streams(replicas int) map[string]jetstream.StreamConfig {
 	requests.AllowAtomicPublish = true
 	registration := limits(StreamRegistration, "registration.v1.>", "events and registrations")
 	registration.AllowAtomicPublish = true
+	status := limits(StreamMailStatus, AllMailStatus, "sent / deferred / failed")
+	status.AllowAtomicPublish = true
+	// MAIL keeps limits retention with a week's max age, not work-queue
+	// retention: on a work queue every ack deletes the message, an fsync
+	// each (NOTES.md), which would cap the mailer near the disk's fsync
+	// rate. One durable consumer (the mailer) is what makes it a queue.
 	mail := limits(StreamMail, MailSend, "one message = one email to send")
-	mail.Retention = jetstream.WorkQueuePolicy
-	mail.MaxAge = 0
+	mail.MaxAge = MailRetention
+	mail.AllowAtomicPublish = true
 	return map[string]jetstream.StreamConfig{
 		StreamRegistration: registration,
 		StreamRequests:     requests,
 		StreamAgenda:       limits(StreamAgenda, "agenda.v1.>", "agenda releases"),
 		StreamMail:         mail,
-		StreamMailStatus:   limits(StreamMailStatus, AllMailStatus, "sent / deferred / failed"),
+		StreamMailStatus:   status,
 		StreamDLQ:          limits(StreamDLQ, "dlq.>", "poison messages with reason"),
 	}
 }

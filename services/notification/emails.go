@@ -3,7 +3,6 @@ package notification
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -37,7 +36,11 @@ type emailRecord struct {
 	Text           string       `bson:"text,omitempty"`
 	HTML           string       `bson:"html,omitempty"`
 	Attachments    []attachment `bson:"attachments,omitempty"`
-	CreatedAt      time.Time    `bson:"created_at"`
+	// Headers are extra header fields (List-Unsubscribe on announcements).
+	Headers   map[string]string `bson:"headers,omitempty"`
+	CreatedAt time.Time         `bson:"created_at"`
+	// TraceParent continues the trace of what caused the email.
+	TraceParent string `bson:"traceparent,omitempty"`
 }
 
 type attachment struct {
@@ -50,7 +53,7 @@ type attachment struct {
 func (r emailRecord) job() events.MailJob {
 	j := events.MailJob{
 		ID: r.ID, EventID: r.EventID, RegistrationID: r.RegistrationID, Kind: r.Kind,
-		To: r.To, ToName: r.ToName, Subject: r.Subject, Text: r.Text, HTML: r.HTML,
+		To: r.To, ToName: r.ToName, Subject: r.Subject, Text: r.Text, HTML: r.HTML, Headers: r.Headers,
 	}
 	for _, a := range r.Attachments {
 		j.Attachments = append(j.Attachments, events.Attachment{Name: a.Name, ContentType: a.ContentType, Data: a.Data})
@@ -122,11 +125,18 @@ func (s *emailStore) list(ctx context.Context, eventID string) ([]emailRecord, e
 	return out, nil
 }
 
-// addStatus records a status report; a repeat of the same report is fine.
-func (s *emailStore) addStatus(ctx context.Context, r statusRecord) error {
-	_, err := s.statuses.InsertOne(ctx, r)
-	if err = store.Translate(err); err != nil && !errors.Is(err, store.ErrDuplicate) {
-		return fmt.Errorf("record status job[%s]: %w", r.JobID, err)
+// addStatuses records status reports; a repeat of the same report is fine.
+func (s *emailStore) addStatuses(ctx context.Context, recs []statusRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	docs := make([]any, len(recs))
+	for i := range recs {
+		docs[i] = recs[i]
+	}
+	_, err := s.statuses.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	if err != nil && !onlyDuplicates(err) {
+		return fmt.Errorf("record %d statuses: %w", len(recs), store.Translate(err))
 	}
 	return nil
 }

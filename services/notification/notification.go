@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/caarlos0/env/v11"
 	"golang.org/x/sync/errgroup"
@@ -41,6 +42,14 @@ func LoadConfig() (Config, error) {
 	cfg.Defaults(":8083", "plenary_notification")
 	return cfg, nil
 }
+
+// Consumers fetch up to batchSize messages, waiting up to batchLinger for
+// a batch to fill once the first has come: one database write and one
+// atomic publish per batch instead of one per message (DESIGN §9).
+const (
+	batchSize   = 500
+	batchLinger = 20 * time.Millisecond
+)
 
 // Consumer names: durable, shared by every replica.
 const (
@@ -76,27 +85,33 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := releases.ensureIndexes(ctx); err != nil {
 		return fmt.Errorf("notification: %w", err)
 	}
-	n := newNotifier(deps, emails, tmpl, log)
+	people := newParticipants(deps.DB, emails)
+	if err := people.ensureIndexes(ctx); err != nil {
+		return fmt.Errorf("notification: %w", err)
+	}
+	n := newNotifier(deps, emails, people, tmpl, log)
 	app := deps.App()
 	routes(app, tokens, &api{emails: emails})
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return deps.Serve(ctx, app) })
 	g.Go(func() error {
-		return deps.Bus.Consume(ctx, bus.ConsumerConfig{
+		// One batch at a time keeps the registration events in stream
+		// order: the replica and the erasures depend on it.
+		return deps.Bus.ConsumeBatch(ctx, bus.ConsumerConfig{
 			Stream:         events.StreamRegistration,
 			Durable:        registrationsConsumer,
-			FilterSubjects: []string{"registration.v1.>"},
-			Workers:        4,
-		}, n.handleRegistration)
+			FilterSubjects: []string{"registration.v1.>"}, // events too: reminders follow their times
+			Workers:        1,
+		}, batchSize, batchLinger, n.handleRegistrations)
 	})
 	g.Go(func() error {
-		return deps.Bus.Consume(ctx, bus.ConsumerConfig{
+		return deps.Bus.ConsumeBatch(ctx, bus.ConsumerConfig{
 			Stream:         events.StreamMailStatus,
 			Durable:        statusConsumer,
 			FilterSubjects: []string{events.AllMailStatus},
 			Workers:        2,
-		}, n.handleStatus)
+		}, batchSize, batchLinger, n.handleStatuses)
 	})
 	g.Go(func() error {
 		// One worker: releases are rare, and handled one at a time they

@@ -14,7 +14,6 @@ import (
 	"github.com/plenaryhq/plenary/pkg/bus"
 	"github.com/plenaryhq/plenary/pkg/events"
 	"github.com/plenaryhq/plenary/pkg/service"
-	"github.com/plenaryhq/plenary/pkg/store"
 )
 
 // Email kinds, as recorded in the email log and carried by mail jobs.
@@ -93,14 +92,15 @@ func jobID(key string) string {
 type notifier struct {
 	bus    *bus.Bus
 	emails *emailStore
+	people *participants
 	tmpl   *templates
 	log    *slog.Logger
 	jobs   *prometheus.CounterVec
 }
 
-func newNotifier(deps *service.Deps, emails *emailStore, tmpl *templates, log *slog.Logger) *notifier {
+func newNotifier(deps *service.Deps, emails *emailStore, people *participants, tmpl *templates, log *slog.Logger) *notifier {
 	n := &notifier{
-		bus: deps.Bus, emails: emails, tmpl: tmpl, log: log,
+		bus: deps.Bus, emails: emails, people: people, tmpl: tmpl, log: log,
 		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "notification_mail_jobs_total",
 			Help: "Mail jobs by kind and outcome (queued, republished, already_handled).",
@@ -110,89 +110,80 @@ func newNotifier(deps *service.Deps, emails *emailStore, tmpl *templates, log *s
 	return n
 }
 
-// handleRegistration renders and queues the email a registration event calls
-// for. Inserting the email record is the claim: a duplicate key means the
-// message was handled before, perhaps up to a crash before the publish, so
-// the stored job is published again and NATS drops the repeat by its id.
-func (n *notifier) handleRegistration(ctx context.Context, d bus.Delivery) error {
-	var reg events.Registration
-	decodeErr := d.Envelope.Decode(&reg)
+// handleRegistrations turns a batch of registration events into emails:
+// each version goes into the participants replica, each event that calls
+// for an email is rendered, and all of them are claimed and queued at once
+// (queue). An erasure forgets the registration here too.
+func (n *notifier) handleRegistrations(ctx context.Context, ds []bus.Delivery) []error {
+	errs := make([]error, len(ds))
+	var versions []participant
+	var redelivered []string
+	var recs []emailRecord
+	var owner []int // recs[i] is for ds[owner[i]]
+	for i, d := range ds {
+		if !strings.HasPrefix(d.Envelope.Type, "registration.v1.registration.") {
+			continue // events and attendance: not ours here
+		}
+		var reg events.Registration
+		if err := d.Envelope.Decode(&reg); err != nil {
+			errs[i] = bus.Permanent(err)
+			continue
+		}
+		if reg.ID == "" {
+			errs[i] = bus.Permanent(fmt.Errorf("%s %s: registration without id", d.Envelope.Type, d.Envelope.ID))
+			continue
+		}
+		if d.Envelope.Type == events.RegistrationErased {
+			if err := n.people.erase(ctx, reg.ID); err != nil {
+				errs[i] = err
+			}
+			continue
+		}
+		versions = append(versions, participantOf(reg, d.Envelope.Time))
+		if d.Attempt > 1 {
+			redelivered = append(redelivered, reg.ID)
+		}
+		rec, ok, err := n.registrationEmail(d, reg)
+		switch {
+		case err != nil:
+			errs[i] = err
+		case ok:
+			recs = append(recs, rec)
+			owner = append(owner, i)
+		}
+	}
+	if err := n.people.record(ctx, versions, redelivered); err != nil {
+		return bus.ErrBatch(len(ds), err)
+	}
+	for j, err := range n.queue(ctx, recs) {
+		if err != nil {
+			errs[owner[j]] = err
+		}
+	}
+	return errs
+}
+
+// registrationEmail renders the email a registration event calls for, if
+// any.
+func (n *notifier) registrationEmail(d bus.Delivery, reg events.Registration) (emailRecord, bool, error) {
 	kind, ok := emailKind(d.Envelope.Type, reg.Reason)
 	if !ok {
-		return nil // no email for this one (or a type unknown to us)
-	}
-	if decodeErr != nil {
-		return bus.Permanent(decodeErr)
+		return emailRecord{}, false, nil
 	}
 	if err := checkRegistration(reg); err != nil {
-		return bus.Permanent(fmt.Errorf("%s %s: %w", d.Envelope.Type, d.Envelope.ID, err))
+		return emailRecord{}, false, bus.Permanent(fmt.Errorf("%s %s: %w", d.Envelope.Type, d.Envelope.ID, err))
 	}
 	id := jobID(dedupeKey(kind, reg, d.Envelope))
-	log := bus.Log(ctx, n.log).With("job_id", id, "registration_id", reg.ID, "event_id", reg.EventID, "kind", kind)
-
 	msg, err := n.tmpl.render(kind, reg, d.Envelope.Time)
 	if err != nil {
-		return bus.Permanent(fmt.Errorf("render %s for registration[%s]: %w", kind, reg.ID, err))
+		return emailRecord{}, false, bus.Permanent(fmt.Errorf("render %s for registration[%s]: %w", kind, reg.ID, err))
 	}
-	rec := emailRecord{
+	return emailRecord{
 		ID: id, EventID: reg.EventID, RegistrationID: reg.ID, Kind: kind,
 		To: strings.TrimSpace(reg.Email), ToName: msg.toName, Subject: msg.subject,
 		Text: msg.text, HTML: msg.html, Attachments: msg.attachments,
-		CreatedAt: time.Now().UTC(),
-	}
-	err = n.emails.claim(ctx, rec)
-	switch {
-	case err == nil:
-		if err := n.publish(ctx, rec); err != nil {
-			return err
-		}
-		n.jobs.WithLabelValues(kind, "queued").Inc()
-		log.Info("email queued")
-		return nil
-	case errors.Is(err, store.ErrDuplicate):
-		return n.replay(ctx, log, id)
-	default:
-		return err
-	}
-}
-
-// replay publishes a claimed email's job again. Within the stream's duplicate
-// window NATS drops the repeat. Past it, a repeat would be a new job, so it
-// is published only if the mailer never reported on the job: then the first
-// publish was lost (or the job still waits in the queue, the rare case in
-// which this sends a duplicate).
-func (n *notifier) replay(ctx context.Context, log *slog.Logger, id string) error {
-	rec, err := n.emails.get(ctx, id)
-	if err != nil {
-		return err
-	}
-	if time.Since(rec.CreatedAt) > events.DuplicateWindow-time.Minute {
-		reported, err := n.emails.statusesOf(ctx, id)
-		if err != nil {
-			return err
-		}
-		if len(reported[id]) > 0 {
-			n.jobs.WithLabelValues(rec.Kind, "already_handled").Inc()
-			log.Info("email already handled; not queued again")
-			return nil
-		}
-	}
-	if err := n.publish(ctx, rec); err != nil {
-		return err
-	}
-	n.jobs.WithLabelValues(rec.Kind, "republished").Inc()
-	log.Info("email claimed before; job published again")
-	return nil
-}
-
-// publish puts the record's job on the MAIL work queue with the job id as
-// Nats-Msg-Id.
-func (n *notifier) publish(ctx context.Context, rec emailRecord) error {
-	env, err := events.NewWithID(rec.ID, "plenary/notification", events.MailSend, rec.RegistrationID, rec.job())
-	if err != nil {
-		return bus.Permanent(err)
-	}
-	return n.bus.PublishEvent(ctx, env.Traced(ctx))
+		CreatedAt: time.Now().UTC(), TraceParent: d.TraceParent,
+	}, true, nil
 }
 
 // checkRegistration rejects payloads no email can be made from.
@@ -210,24 +201,35 @@ func checkRegistration(reg events.Registration) error {
 	return nil
 }
 
-// handleStatus records a mailer status report. Reports are only inserted,
-// never merged into the email record: the latest is chosen when read.
-func (n *notifier) handleStatus(ctx context.Context, d bus.Delivery) error {
-	var st events.MailStatus
-	if err := d.Envelope.Decode(&st); err != nil {
-		return bus.Permanent(err)
+// handleStatuses records mailer status reports, many with one InsertMany.
+// Reports are only inserted, never merged into the email record: the
+// latest is chosen when read.
+func (n *notifier) handleStatuses(ctx context.Context, ds []bus.Delivery) []error {
+	errs := make([]error, len(ds))
+	var recs []statusRecord
+	for i, d := range ds {
+		var st events.MailStatus
+		if err := d.Envelope.Decode(&st); err != nil {
+			errs[i] = bus.Permanent(err)
+			continue
+		}
+		if st.JobID == "" {
+			errs[i] = bus.Permanent(fmt.Errorf("%s %s: status without job id", d.Envelope.Type, d.Envelope.ID))
+			continue
+		}
+		if st.Status == "" {
+			st.Status = strings.TrimPrefix(d.Subject, "mail.v1.status.")
+		}
+		if st.At.IsZero() {
+			st.At = d.Envelope.Time
+		}
+		recs = append(recs, statusRecord{
+			ID: d.Envelope.ID, JobID: st.JobID, EventID: st.EventID, Status: st.Status,
+			Attempt: st.Attempt, Detail: st.Detail, At: st.At.UTC(),
+		})
 	}
-	if st.JobID == "" {
-		return bus.Permanent(fmt.Errorf("%s %s: status without job id", d.Envelope.Type, d.Envelope.ID))
+	if err := n.emails.addStatuses(ctx, recs); err != nil {
+		return bus.ErrBatch(len(ds), err)
 	}
-	if st.Status == "" {
-		st.Status = strings.TrimPrefix(d.Subject, "mail.v1.status.")
-	}
-	if st.At.IsZero() {
-		st.At = d.Envelope.Time
-	}
-	return n.emails.addStatus(ctx, statusRecord{
-		ID: d.Envelope.ID, JobID: st.JobID, EventID: st.EventID, Status: st.Status,
-		Attempt: st.Attempt, Detail: st.Detail, At: st.At.UTC(),
-	})
+	return errs
 }

@@ -176,7 +176,7 @@ func TestLateReplayOfHandledEmail(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := emails.addStatus(ctx, statusRecord{ID: "st1", JobID: "confirmation.01JHANDLED.1", Status: events.MailSent, Attempt: 1, At: old}); err != nil {
+	if err := emails.addStatuses(ctx, []statusRecord{{ID: "st1", JobID: "confirmation.01JHANDLED.1", Status: events.MailSent, Attempt: 1, At: old}}); err != nil {
 		t.Fatal(err)
 	}
 	h.publish(events.RegistrationConfirmed, handled)

@@ -27,9 +27,12 @@ func TestReleasePublishedWhileDownIsConsumedOnce(t *testing.T) {
 	rel := agendaRelease("evt-down", 1)
 	env := r.publishRelease(rel)
 	// Nobody takes it while the service is down: it waits in the stream.
-	if ci := r.releaseConsumer(); ci.Delivered.Consumer != 0 || ci.NumPending != 1 {
-		t.Fatalf("while down: %d delivered, %d pending; want 0, 1", ci.Delivered.Consumer, ci.NumPending)
-	}
+	testkit.Eventually(t, 5*time.Second, func() error {
+		if ci := r.releaseConsumer(); ci.Delivered.Consumer != 0 || ci.NumPending != 1 {
+			return fmt.Errorf("while down: %d delivered, %d pending; want 0, 1", ci.Delivered.Consumer, ci.NumPending)
+		}
+		return nil
+	})
 
 	r.up()
 	got := r.waitRelease(rel.EventID, 1)
