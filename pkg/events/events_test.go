@@ -129,7 +129,7 @@ func TestStreams(t *testing.T) {
 	}{
 		events.StreamRegistration: {"registration.v1.>", jetstream.LimitsPolicy},
 		events.StreamAgenda:       {"agenda.v1.>", jetstream.LimitsPolicy},
-		events.StreamMail:         {events.MailSend, jetstream.WorkQueuePolicy},
+		events.StreamMail:         {events.MailSend, jetstream.LimitsPolicy},
 		events.StreamMailStatus:   {events.AllMailStatus, jetstream.LimitsPolicy},
 		events.StreamDLQ:          {"dlq.>", jetstream.LimitsPolicy},
 		events.StreamRequests:     {"registration-requests.v1.>", jetstream.LimitsPolicy},
@@ -166,12 +166,18 @@ func TestStreams(t *testing.T) {
 			if cfg.Duplicates != events.DuplicateWindow {
 				t.Errorf("Duplicates = %v, want %v", cfg.Duplicates, events.DuplicateWindow)
 			}
-			// A work queue keeps a job until it is done; the others expire.
-			if w.retention == jetstream.LimitsPolicy && cfg.MaxAge != 30*24*time.Hour {
-				t.Errorf("MaxAge = %v, want 30 days", cfg.MaxAge)
+			// Mail jobs are kept a week (longer than a job is retried, so a
+			// failed one can be replayed); events 30 days.
+			wantAge := 30 * 24 * time.Hour
+			if name == events.StreamMail {
+				wantAge = events.MailRetention
 			}
-			if w.retention == jetstream.WorkQueuePolicy && cfg.MaxAge != 0 {
-				t.Errorf("work queue MaxAge = %v, want 0", cfg.MaxAge)
+			if cfg.MaxAge != wantAge {
+				t.Errorf("MaxAge = %v, want %v", cfg.MaxAge, wantAge)
+			}
+			atomic := name == events.StreamRegistration || name == events.StreamMail || name == events.StreamMailStatus
+			if cfg.AllowAtomicPublish != atomic {
+				t.Errorf("AllowAtomicPublish = %v, want %v", cfg.AllowAtomicPublish, atomic)
 			}
 		})
 	}
