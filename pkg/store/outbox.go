@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -131,15 +132,21 @@ func (o *Outbox) Write(ctx context.Context, e Entry) error {
 // the publish went out; when it did not, the entry stays for the relay and
 // err is nil all the same, since the state change is made.
 func (o *Outbox) finish(ctx context.Context, apply Applier, e *Entry) (published bool, err error) {
+	published, _, err = o.finishEntry(ctx, apply, e)
+	return published, err
+}
+
+// finishEntry is finish, also returning why a publish failed.
+func (o *Outbox) finishEntry(ctx context.Context, apply Applier, e *Entry) (published bool, pubErr, err error) {
 	if !e.Applied {
 		if err := o.apply(ctx, apply, e); err != nil {
-			return false, err
+			return false, nil, err
 		}
 	}
 	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
-	if err := o.pub.Publish(pctx, e.Subject, e.ID, e.Message); err != nil {
-		o.log.Warn("outbox: publish failed; the relay will retry", "msg_id", e.ID, "subject", e.Subject, "err", err)
+	if pubErr := o.pub.Publish(pctx, e.Subject, e.ID, e.Message); pubErr != nil {
+		o.log.Warn("outbox: publish failed; the relay will retry", "msg_id", e.ID, "subject", e.Subject, "err", pubErr)
 		// Remember the change is made, and what it announces (an applier
 		// may have rewritten it).
 		if !e.Applied {
@@ -150,12 +157,29 @@ func (o *Outbox) finish(ctx context.Context, apply Applier, e *Entry) (published
 				o.log.Warn("outbox: could not mark entry applied", "msg_id", e.ID, "err", uerr)
 			}
 		}
-		return false, nil
+		return false, pubErr, nil
 	}
 	if _, err := o.coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: e.ID}}); err != nil {
 		o.log.Warn("outbox: delete failed; the relay will retry", "msg_id", e.ID, "err", err)
 	}
-	return true, nil
+	return true, nil, nil
+}
+
+// unreachable reports whether a publish failed because NATS is not taking
+// messages now (down, disconnected, slow to ack), rather than because of
+// the message itself (too large for the server, say): the first ends a
+// sweep, the second only skips that entry.
+func unreachable(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return true
+	}
+	msg := err.Error()
+	for _, s := range []string{"not connected", "no responders", "timeout", "connection closed", "no response from stream", "stream not found"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // apply runs the entry's applier; a discarded entry is deleted and its
@@ -194,13 +218,18 @@ func (o *Outbox) Sweep(ctx context.Context, minAge time.Duration, limit int64) (
 			o.log.Error("outbox: entry of unknown kind left in place", "msg_id", e.ID, "kind", e.Kind)
 			continue
 		}
-		published, err := o.finish(ctx, apply, e)
+		published, pubErr, err := o.finishEntry(ctx, apply, e)
 		if err != nil && ctx.Err() == nil {
 			o.log.Warn("outbox: relay could not finish entry", "msg_id", e.ID, "kind", e.Kind, "err", err)
 		}
-		if !published && err == nil {
+		if pubErr != nil && unreachable(pubErr) {
 			// NATS is not taking messages; the next sweep tries again.
 			break
+		}
+		if pubErr != nil {
+			// This entry cannot go out (the next sweep tries it again);
+			// it must not hold back the ones behind it.
+			o.log.Error("outbox: entry cannot be published; skipped", "msg_id", e.ID, "kind", e.Kind, "err", pubErr)
 		}
 		if published {
 			done++

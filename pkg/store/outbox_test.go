@@ -570,3 +570,41 @@ func TestRelayPublishesAppliedEntriesWithoutReapplying(t *testing.T) {
 		t.Fatal("outbox not empty")
 	}
 }
+
+// tooBig refuses one message, as NATS refuses one over its max payload.
+type tooBig struct {
+	fakePublisher
+	refuse string
+}
+
+func (p *tooBig) Publish(ctx context.Context, subject, msgID string, body []byte) error {
+	if msgID == p.refuse {
+		return errors.New("nats: maximum payload exceeded")
+	}
+	return p.fakePublisher.Publish(ctx, subject, msgID, body)
+}
+
+func TestSweepSkipsAnEntryThatCannotBePublished(t *testing.T) {
+	pub := &tooBig{refuse: "01A"}
+	o, db := newOutbox(t, pub)
+	ctx := ctxT(t)
+	for i, reg := range []string{"r1", "r2"} {
+		e := newEntry(t, reg)
+		e.ID = []string{"01A", "01B"}[i]
+		if _, err := db.Collection(store.OutboxCollection).InsertOne(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if done, err := o.Sweep(ctx, 0, 10); err != nil || done != 1 {
+		t.Fatalf("Sweep = %d, %v; want 1: the entry behind the one NATS refuses goes out", done, err)
+	}
+	if got := pub.ids(); !slices.Equal(got, []string{"01B"}) {
+		t.Fatalf("published %v, want [01B]", got)
+	}
+	// NATS down: the sweep stops at the first entry, as before.
+	pub.refuse = ""
+	pub.setFail(errors.New("nats: not connected"))
+	if done, _ := o.Sweep(ctx, 0, 10); done != 0 || pub.tries() != 2 {
+		t.Fatalf("with NATS down: %d done after %d tries, want 0 after 1 more", done, pub.tries())
+	}
+}
