@@ -85,8 +85,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	a := &agenda{
 		cfg: cfg, log: log, public: public, catalog: catalog,
 		events:   newReplica(deps.DB),
-		drafts:   drafts{newHistory(deps.DB.Collection("drafts"))},
-		releases: newReleases(deps.DB.Collection("releases")),
+		drafts:   drafts{newHistory(deps.DB, "drafts", "draft")},
+		releases: newReleases(deps.DB),
 		outbox:   store.NewOutbox(deps.DB, deps.Bus, log),
 	}
 	a.races = prometheus.NewCounter(prometheus.CounterOpts{

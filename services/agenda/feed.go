@@ -14,8 +14,8 @@ func (a *agenda) handleICS(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if match := c.Get(fiber.HeaderIfNoneMatch); match != "" && match == etag(rel) {
-		publicCache(c, rel)
+	publicCache(c, ev, rel)
+	if c.Get(fiber.HeaderIfNoneMatch) == etag(ev, rel) {
 		return c.SendStatus(fiber.StatusNotModified)
 	}
 	body, err := calendar.Feed(rel, calendar.Options{
@@ -25,7 +25,6 @@ func (a *agenda) handleICS(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	publicCache(c, rel)
 	c.Set(fiber.HeaderContentType, calendar.ContentType)
 	c.Set(fiber.HeaderContentDisposition, `inline; filename="`+ev.Slug+`.ics"`)
 	return c.Send(body)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -67,7 +68,7 @@ type draftView struct {
 }
 
 func (a *agenda) view(ctx context.Context, ev *events.Event, d *draft) (draftView, error) {
-	latest, err := a.releases.head(ctx, ev.ID)
+	latest, err := a.releases.published(ctx, ev.ID)
 	if err != nil {
 		return draftView{}, err
 	}
@@ -101,6 +102,7 @@ func (a *agenda) edit(c *fiber.Ctx, ev *events.Event, change func([]events.Sessi
 		err = a.drafts.commit(ctx, next)
 		if errors.Is(err, store.ErrDuplicate) {
 			a.races.Inc()
+			backoff(ctx)
 			continue
 		}
 		return next, err
@@ -140,7 +142,7 @@ func (a *agenda) handleCreateSession(c *fiber.Ctx) error {
 		return err
 	}
 	id := strings.ToLower(events.NewID())
-	s, err := f.session(ev, id)
+	s, err := f.session(ev, id, nil)
 	if err != nil {
 		return err
 	}
@@ -188,13 +190,19 @@ func (a *agenda) handlePatchSession(c *fiber.Ctx) error {
 		if err != nil {
 			return nil, err
 		}
-		s, err := f.session(ev, id)
+		s, err := f.session(ev, id, &sessions[i])
 		if err != nil {
 			return nil, err
+		}
+		if reflect.DeepEqual(s, sessions[i]) {
+			return nil, errUnchanged
 		}
 		sessions[i] = s
 		return sessions, nil
 	})
+	if errors.Is(err, errUnchanged) {
+		d, err = a.drafts.latest(c.UserContext(), ev.ID)
+	}
 	if err != nil {
 		return err
 	}
@@ -255,7 +263,7 @@ func (a *agenda) handlePreview(c *fiber.Ctx) error {
 		return err
 	}
 	ctx := c.UserContext()
-	prev, err := a.releases.latest(ctx, ev.ID)
+	prev, err := a.releases.latest(ctx, ev.ID, true)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
@@ -279,10 +287,8 @@ func (a *agenda) handlePublish(c *fiber.Ctx) error {
 		Note string `json:"note"`
 	}
 	if len(c.Body()) > 0 {
-		dec := json.NewDecoder(strings.NewReader(string(c.Body())))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&body); err != nil {
-			return jsonProblem(err)
+		if err := decodeStrict(c.Body(), &body); err != nil {
+			return err
 		}
 	}
 	var v web.Validation
@@ -360,6 +366,13 @@ func (a *agenda) releaseN(c *fiber.Ctx, ev *events.Event) (*events.Release, erro
 	if err != nil || n < 1 {
 		return nil, web.NotFound("releases are numbered 1, 2, 3 …")
 	}
+	head, err := a.releases.published(c.UserContext(), ev.ID)
+	if err != nil {
+		return nil, err
+	}
+	if n > head {
+		return nil, web.NotFound("the agenda of " + ev.Title + " has no release " + strconv.Itoa(n))
+	}
 	rel, err := a.releases.version(c.UserContext(), ev.ID, n)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, web.NotFound("the agenda of " + ev.Title + " has no release " + strconv.Itoa(n))
@@ -373,22 +386,29 @@ func (a *agenda) latestPublic(c *fiber.Ctx) (*events.Event, *events.Release, err
 	if err != nil {
 		return nil, nil, err
 	}
-	rel, err := a.releases.latest(c.UserContext(), ev.ID)
+	rel, err := a.releases.latest(c.UserContext(), ev.ID, false)
 	if errors.Is(err, store.ErrNotFound) {
 		return ev, nil, web.Problem(http.StatusNotFound, "no_release", "the agenda of "+ev.Title+" has not been published yet")
 	}
 	if err != nil {
 		return nil, nil, err
 	}
-	return ev, public(rel), nil
+	// The event may have been renamed or moved to another zone since the
+	// release: the latest agenda shows the event as it is now.
+	p := public(rel)
+	p.Slug, p.Title, p.Timezone = ev.Slug, ev.Title, ev.Timezone
+	return ev, p, nil
 }
 
 func (a *agenda) handleLatest(c *fiber.Ctx) error {
-	_, rel, err := a.latestPublic(c)
+	ev, rel, err := a.latestPublic(c)
 	if err != nil {
 		return err
 	}
-	publicCache(c, rel)
+	publicCache(c, ev, rel)
+	if c.Get(fiber.HeaderIfNoneMatch) == etag(ev, rel) {
+		return c.SendStatus(fiber.StatusNotModified)
+	}
 	return c.JSON(rel)
 }
 
@@ -424,11 +444,13 @@ func (a *agenda) handleChanges(c *fiber.Ctx) error {
 
 // publicCache lets browsers and calendar apps keep the latest release for
 // a minute and revalidate it by version.
-func publicCache(c *fiber.Ctx, rel *events.Release) {
+func publicCache(c *fiber.Ctx, ev *events.Event, rel *events.Release) {
 	c.Set(fiber.HeaderCacheControl, "public, max-age=60")
-	c.Set(fiber.HeaderETag, etag(rel))
+	c.Set(fiber.HeaderETag, etag(ev, rel))
 }
 
-func etag(rel *events.Release) string {
-	return `"` + rel.EventID + "-" + strconv.Itoa(rel.Version) + `"`
+// etag names what a public view shows: the release, and the version of the
+// event whose title and zone it shows.
+func etag(ev *events.Event, rel *events.Release) string {
+	return `"` + rel.EventID + "-" + strconv.Itoa(rel.Version) + "-" + strconv.FormatInt(ev.Version, 10) + `"`
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"net/http"
 	"slices"
 	"time"
 
@@ -22,7 +24,17 @@ const (
 	attempts = 20
 )
 
+// backoff waits a little, at random, after a lost race, so that writers
+// that collided do not collide again at once.
+func backoff(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(time.Duration(rand.IntN(20)+1) * time.Millisecond):
+	}
+}
+
 var (
+	errUnchanged    = errors.New("agenda: the patch changes nothing")
 	errNoChanges    = web.Conflict("no_changes", "the draft is the same as the latest release: there is nothing to publish")
 	errBusy         = web.Problem(503, "busy", "others are editing this agenda right now; try again in a moment")
 	errVersionTaken = errors.New("agenda: release version taken by another publish")
@@ -77,7 +89,7 @@ func nextRelease(ev *events.Event, prev *events.Release, sessions []events.Sessi
 // builds N+1 against N from the draft as it is then.
 func (a *agenda) publish(ctx context.Context, ev *events.Event, note, by string) (*events.Release, error) {
 	for range attempts {
-		prev, err := a.releases.latest(ctx, ev.ID)
+		prev, err := a.releases.latest(ctx, ev.ID, true)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return nil, err
 		}
@@ -92,6 +104,7 @@ func (a *agenda) publish(ctx context.Context, ev *events.Event, note, by string)
 		err = a.store(ctx, rel)
 		if errors.Is(err, errVersionTaken) {
 			a.races.Inc()
+			backoff(ctx)
 			continue
 		}
 		return rel, err
@@ -103,7 +116,7 @@ func (a *agenda) publish(ctx context.Context, ev *events.Event, note, by string)
 // agenda.v1.release.published goes out with it, or neither (the relay
 // finishes what a crash interrupts).
 func (a *agenda) store(ctx context.Context, rel *events.Release) error {
-	env, err := events.New(source, events.AgendaReleasePublished, rel.EventID, rel)
+	env, err := events.New(source, events.AgendaReleasePublished, rel.EventID, announced(rel))
 	if err != nil {
 		return err
 	}
@@ -113,7 +126,48 @@ func (a *agenda) store(ctx context.Context, rel *events.Release) error {
 	if err != nil {
 		return err
 	}
+	if len(entry.Message) > maxEventBytes || len(entry.State) > maxReleaseBytes {
+		return errTooLarge
+	}
 	return a.outbox.Write(ctx, entry)
+}
+
+// A release must fit in one NATS message (1 MiB by default) as announced,
+// and in one MongoDB document (16 MiB) as stored, with room to spare.
+const (
+	maxEventBytes   = 900 << 10
+	maxReleaseBytes = 12 << 20
+)
+
+var errTooLarge = web.Problem(http.StatusUnprocessableEntity, "agenda_too_large",
+	"this release is too large to announce (at most about 900 KB without abstracts): shorten speaker lists or sessions, or remove cancelled sessions' details")
+
+// announced is the release as agenda.v1.release.published carries it:
+// without abstracts, which no consumer needs to tell who is affected and
+// which would make a large agenda too big for one message (the public
+// views have them).
+func announced(rel *events.Release) *events.Release {
+	out := *rel
+	out.Sessions = make([]events.Session, len(rel.Sessions))
+	for i, s := range rel.Sessions {
+		s.Abstract = ""
+		out.Sessions[i] = s
+	}
+	out.Changes = make([]events.SessionChange, len(rel.Changes))
+	for i, c := range rel.Changes {
+		c.Before, c.After = noAbstract(c.Before), noAbstract(c.After)
+		out.Changes[i] = c
+	}
+	return &out
+}
+
+func noAbstract(s *events.Session) *events.Session {
+	if s == nil {
+		return nil
+	}
+	c := *s
+	c.Abstract = ""
+	return &c
 }
 
 // applyRelease inserts a release. A duplicate is fine if it is this
@@ -125,20 +179,20 @@ func (a *agenda) applyRelease(ctx context.Context, e *store.Entry) error {
 		return store.Discard(fmt.Errorf("outbox %s: state: %w", e.ID, err))
 	}
 	_, err := a.releases.coll.InsertOne(ctx, &doc)
-	if err = store.Translate(err); !errors.Is(err, store.ErrDuplicate) {
-		if err == nil {
-			a.releases.seen(doc.EventID, doc.N)
+	if err = store.Translate(err); errors.Is(err, store.ErrDuplicate) {
+		var held releaseDoc
+		if err := a.releases.get(ctx, doc.EventID, doc.N, &held); err != nil {
+			return err
 		}
+		if held.PublishID != e.ID {
+			return store.Discard(errVersionTaken)
+		}
+	} else if err != nil {
 		return err
 	}
-	var held releaseDoc
-	if err := a.releases.get(ctx, doc.EventID, doc.N, &held); err != nil {
-		return err
-	}
-	if held.PublishID == e.ID {
-		return nil
-	}
-	return store.Discard(errVersionTaken)
+	// Readers see the release once the head says so: before it is
+	// announced, and before the organiser is answered.
+	return a.releases.raise(ctx, doc.EventID, doc.N)
 }
 
 // public is a release as anyone may see it: no meeting URLs (the way in is

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -54,15 +55,21 @@ func fieldsOf(s events.Session) sessionFields {
 // as "titel") is an error naming it rather than a silently ignored change.
 func decodeFields(body []byte) (sessionFields, error) {
 	var f sessionFields
+	return f, decodeStrict(body, &f)
+}
+
+// decodeStrict decodes one JSON object into v: unknown fields and anything
+// after the object are errors.
+func decodeStrict(body []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&f); err != nil {
-		return f, jsonProblem(err)
+	if err := dec.Decode(v); err != nil {
+		return jsonProblem(err)
 	}
-	if dec.More() {
-		return f, web.BadRequest("the body must be one JSON object")
+	if _, err := dec.Token(); err != io.EOF {
+		return web.BadRequest("the body must be one JSON object and nothing after it")
 	}
-	return f, nil
+	return nil
 }
 
 // jsonProblem turns a decoding error into a problem naming the field.
@@ -72,6 +79,8 @@ func jsonProblem(err error) error {
 	switch {
 	case errors.As(err, &typeErr) && typeErr.Field != "":
 		v.Add(typeErr.Field, "must be a %s", typeErr.Type.Kind())
+	case errors.As(err, &typeErr):
+		return web.BadRequest("the body must be a JSON object")
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		v.Add(strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), "unknown field")
 	default:
@@ -119,8 +128,10 @@ func merge(doc, patch any) any {
 
 // session validates f as a session of ev with id. Times are kept to the
 // second, in UTC; a missing format means hybrid, the common case at a
-// hybrid conference.
-func (f sessionFields) session(ev *events.Event, id string) (events.Session, error) {
+// hybrid conference. An edit of prev that leaves its times alone is not
+// held to the event's dates (they may have changed since: the session is
+// flagged, and can still be edited).
+func (f sessionFields) session(ev *events.Event, id string, prev *events.Session) (events.Session, error) {
 	var v web.Validation
 	s := events.Session{
 		ID: id, Title: strings.TrimSpace(f.Title), Abstract: strings.TrimSpace(f.Abstract),
@@ -153,7 +164,8 @@ func (f sessionFields) session(ev *events.Event, id string) (events.Session, err
 	if !s.StartsAt.IsZero() && !s.EndsAt.IsZero() {
 		if !s.EndsAt.After(s.StartsAt) {
 			v.Add("ends_at", "must be after starts_at")
-		} else if from, until, loc := eventDays(ev); s.StartsAt.Before(from) || s.EndsAt.After(until) {
+		} else if from, until, loc := eventDays(ev); (prev == nil || !prev.StartsAt.Equal(s.StartsAt) || !prev.EndsAt.Equal(s.EndsAt)) &&
+			(s.StartsAt.Before(from) || s.EndsAt.After(until)) {
 			v.Add("starts_at", "the session must fall within the event's dates, %s to %s (%s)",
 				from.In(loc).Format("2 January 2006"), until.Add(-time.Second).In(loc).Format("2 January 2006"), loc)
 		}
@@ -200,6 +212,10 @@ type Warning struct {
 	Message  string   `json:"message"`
 }
 
+// maxWarnings bounds the warnings listed: an agenda of placeholders (every
+// session at 09:00 in the main hall) would otherwise list every pair.
+const maxWarnings = 200
+
 // Warning codes.
 const (
 	warnRoom    = "room_conflict"
@@ -219,6 +235,9 @@ func check(ev *events.Event, sessions []events.Session) []Warning {
 	}
 	for i, a := range sessions {
 		for _, b := range sessions[i+1:] {
+			if len(out) >= maxWarnings {
+				return out
+			}
 			if !a.StartsAt.Before(b.EndsAt) || !b.StartsAt.Before(a.EndsAt) {
 				continue
 			}
@@ -249,14 +268,17 @@ type flagged struct {
 }
 
 func flag(sessions []events.Session, warnings []Warning) []flagged {
-	out := make([]flagged, len(sessions))
-	for i, s := range sessions {
-		out[i].Session = s
-		for _, w := range warnings {
-			if slices.Contains(w.Sessions, s.ID) && !slices.Contains(out[i].Flags, w.Code) {
-				out[i].Flags = append(out[i].Flags, w.Code)
+	codes := map[string][]string{}
+	for _, w := range warnings {
+		for _, id := range w.Sessions {
+			if !slices.Contains(codes[id], w.Code) {
+				codes[id] = append(codes[id], w.Code)
 			}
 		}
+	}
+	out := make([]flagged, len(sessions))
+	for i, s := range sessions {
+		out[i] = flagged{Session: s, Flags: codes[s.ID]}
 	}
 	return out
 }

@@ -22,57 +22,95 @@ import (
 // update, but an insert against the unique _id is atomic there as on
 // MongoDB): the loser gets a duplicate key, reads the new head and tries
 // again, so no edit is lost and no version is given twice.
+//
+// Which n is the newest is kept in a small "heads" collection, one
+// document per event and history, raised after each insert. It is a floor,
+// not the truth (two writers may raise it out of order, a crash may skip a
+// raise): writers probe n+1, n+2 … by _id from it before they build on
+// it. Readers of releases take it as it is, which is right once the
+// publish has answered: it raises the head before it does.
 type history struct {
-	coll *mongo.Collection
-
-	mu    sync.Mutex
-	heads map[string]int // event → highest n seen: a hint, never trusted alone
+	coll  *mongo.Collection
+	heads *mongo.Collection
+	kind  string // "draft" or "release": the heads document's prefix
 }
 
-func newHistory(coll *mongo.Collection) *history {
-	return &history{coll: coll, heads: map[string]int{}}
+func newHistory(db *mongo.Database, coll, kind string) *history {
+	return &history{coll: db.Collection(coll), heads: db.Collection("heads"), kind: kind}
 }
 
 func versionID(eventID string, n int) string { return eventID + ":" + strconv.Itoa(n) }
 
-// head returns the highest n stored for event (0 for none). It starts from
-// the hint and probes n+1, n+2 … by _id, which FerretDB pushes down to SQL;
-// only the first call per event and process sorts the event's documents.
+func (h *history) headID(eventID string) string { return h.kind + ":" + eventID }
+
+// floor is the head as recorded, or -1 when none is: histories written
+// before heads existed, which head then finds by sorting.
+func (h *history) floor(ctx context.Context, eventID string) (int, error) {
+	var doc struct {
+		N int `bson:"n"`
+	}
+	err := store.Translate(h.heads.FindOne(ctx, bson.D{{Key: "_id", Value: h.headID(eventID)}}).Decode(&doc))
+	if errors.Is(err, store.ErrNotFound) {
+		return -1, nil
+	}
+	return doc.N, err
+}
+
+// sorted finds the highest n by sorting the event's documents: a scan, for
+// when the recorded head cannot be trusted.
+func (h *history) sorted(ctx context.Context, eventID string) (int, error) {
+	var doc struct {
+		N int `bson:"n"`
+	}
+	err := h.coll.FindOne(ctx, bson.D{{Key: "event_id", Value: eventID}},
+		options.FindOne().SetSort(bson.D{{Key: "n", Value: -1}}).SetProjection(bson.D{{Key: "n", Value: 1}})).Decode(&doc)
+	if err = store.Translate(err); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return 0, err
+	}
+	return doc.N, nil
+}
+
+// head returns the highest n stored for the event (0 for none), probing
+// past the recorded head.
 func (h *history) head(ctx context.Context, eventID string) (int, error) {
-	h.mu.Lock()
-	n, ok := h.heads[eventID]
-	h.mu.Unlock()
-	if !ok {
-		var doc struct {
-			N int `bson:"n"`
-		}
-		err := h.coll.FindOne(ctx, bson.D{{Key: "event_id", Value: eventID}},
-			options.FindOne().SetSort(bson.D{{Key: "n", Value: -1}}).SetProjection(bson.D{{Key: "n", Value: 1}})).Decode(&doc)
-		if err = store.Translate(err); err != nil && !errors.Is(err, store.ErrNotFound) {
+	n, err := h.floor(ctx, eventID)
+	if err != nil {
+		return 0, err
+	}
+	if n < 0 {
+		if n, err = h.sorted(ctx, eventID); err != nil {
 			return 0, err
 		}
-		n = doc.N
 	}
 	for {
 		err := h.coll.FindOne(ctx, bson.D{{Key: "_id", Value: versionID(eventID, n+1)}},
 			options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
 		if err = store.Translate(err); errors.Is(err, store.ErrNotFound) {
-			break
+			return n, nil
 		} else if err != nil {
 			return 0, err
 		}
 		n++
 	}
-	h.seen(eventID, n)
-	return n, nil
 }
 
-func (h *history) seen(eventID string, n int) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if n > h.heads[eventID] {
-		h.heads[eventID] = n
+// raise records n as the event's head unless a higher one is recorded. The
+// replace is not atomic on FerretDB, so it reads back and tries again when
+// a writer with a lower n got in between.
+func (h *history) raise(ctx context.Context, eventID string, n int) error {
+	for range 3 {
+		_, err := h.heads.ReplaceOne(ctx,
+			bson.D{{Key: "_id", Value: h.headID(eventID)}, {Key: "n", Value: bson.D{{Key: "$lt", Value: n}}}},
+			bson.D{{Key: "_id", Value: h.headID(eventID)}, {Key: "n", Value: n}}, options.Replace().SetUpsert(true))
+		if err = store.Translate(err); err != nil && !errors.Is(err, store.ErrDuplicate) {
+			return fmt.Errorf("raise the head of %s: %w", h.headID(eventID), err)
+		}
+		got, err := h.floor(ctx, eventID)
+		if err != nil || got >= n {
+			return err
+		}
 	}
+	return nil
 }
 
 // get decodes version n of event into v.
@@ -98,18 +136,20 @@ type drafts struct{ *history }
 
 // latest returns the event's newest draft (revision 0, empty, if none).
 func (d drafts) latest(ctx context.Context, eventID string) (*draft, error) {
-	for {
-		n, err := d.head(ctx, eventID)
+	n, err := d.head(ctx, eventID)
+	for range attempts {
 		if err != nil || n == 0 {
 			return &draft{EventID: eventID}, err
 		}
 		var doc draft
 		err = d.get(ctx, eventID, n, &doc)
-		if errors.Is(err, store.ErrNotFound) {
-			continue // pruned under our feet by a writer far ahead: look again
+		if !errors.Is(err, store.ErrNotFound) {
+			return &doc, err
 		}
-		return &doc, err
+		// Pruned: the recorded head lagged far behind writers elsewhere.
+		n, err = d.sorted(ctx, eventID)
 	}
+	return nil, errBusy
 }
 
 // commit inserts revision next.N. A duplicate key means another edit got
@@ -119,7 +159,9 @@ func (d drafts) commit(ctx context.Context, next *draft) error {
 	if _, err := d.coll.InsertOne(ctx, next); err != nil {
 		return fmt.Errorf("draft %s: %w", next.ID, store.Translate(err))
 	}
-	d.seen(next.EventID, next.N)
+	if err := d.raise(ctx, next.EventID, next.N); err != nil {
+		return err
+	}
 	if old := next.N - keepDrafts; old > 0 {
 		// Best effort: a revision left behind costs space, not correctness.
 		_, _ = d.coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: versionID(next.EventID, old)}})
@@ -146,13 +188,30 @@ type releases struct {
 
 const releaseCacheSize = 512
 
-func newReleases(coll *mongo.Collection) *releases {
-	return &releases{history: newHistory(coll), cache: map[string]*events.Release{}}
+func newReleases(db *mongo.Database) *releases {
+	return &releases{history: newHistory(db, "releases", "release"), cache: map[string]*events.Release{}}
 }
 
-// latest returns the event's newest release, or store.ErrNotFound.
-func (r *releases) latest(ctx context.Context, eventID string) (*events.Release, error) {
-	n, err := r.head(ctx, eventID)
+// published is the number of the event's newest release as recorded: what
+// readers see (writers probe further with head).
+func (r *releases) published(ctx context.Context, eventID string) (int, error) {
+	n, err := r.floor(ctx, eventID)
+	if err != nil || n >= 0 {
+		return max(n, 0), err
+	}
+	if n, err = r.sorted(ctx, eventID); err != nil {
+		return 0, err
+	}
+	return n, r.raise(ctx, eventID, n)
+}
+
+// latest returns the event's newest release, or store.ErrNotFound; fresh
+// probes past the recorded head, as a publish must.
+func (r *releases) latest(ctx context.Context, eventID string, fresh bool) (*events.Release, error) {
+	n, err := r.published(ctx, eventID)
+	if fresh && err == nil {
+		n, err = r.head(ctx, eventID)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +246,7 @@ func (r *releases) version(ctx context.Context, eventID string, n int) (*events.
 
 // all returns every release of event, oldest first.
 func (r *releases) all(ctx context.Context, eventID string) ([]*events.Release, error) {
-	n, err := r.head(ctx, eventID)
+	n, err := r.published(ctx, eventID)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package registration
 import (
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -24,6 +25,9 @@ func sessionWindow(ev *Event, s *joinSession) (opens, closes time.Time) {
 // event's) while that session is open to join, as the newest agenda release
 // the service knows describes it, and records the join with the session.
 func (r *registrar) pageJoinSession(c *fiber.Ctx, l *i18n.Localizer, reg *Registration, ev *Event, sessionID string) error {
+	// Session ids are lowercase ULIDs; a ULID read aloud or retyped in
+	// capitals is the same id.
+	sessionID = strings.ToLower(sessionID)
 	message := func(status int, title string, detail string) error {
 		p := newPage(l, l.T(title))
 		p.Detail = detail

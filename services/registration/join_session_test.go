@@ -128,6 +128,11 @@ func TestJoinSessionOpensOnlyThatSessionInItsWindow(t *testing.T) {
 		joined = append(joined, "sess-a")
 		return nil
 	})
+	// An id typed in capitals is the same session.
+	if r := join("SESS-A"); r.Status != http.StatusFound || r.Header.Get("Location") != v1.Session("sess-a").JoinURL {
+		t.Fatalf("session SESS-A: %d → %q", r.Status, r.Header.Get("Location"))
+	}
+	joined = append(joined, "sess-a")
 
 	vienna, err := time.LoadLocation("Europe/Vienna")
 	if err != nil {
