@@ -73,6 +73,10 @@ func Feed(rel *events.Release, opt Options) ([]byte, error) {
 	if title := oneLine(rel.Title); title != "" {
 		cal.SetName(title) // NAME (RFC 7986) and X-WR-CALNAME
 	}
+	// Panels move until the last minute: subscribed calendars should look
+	// again hourly (RFC 7986, and the older X- property Outlook reads).
+	cal.SetRefreshInterval("PT1H", ics.WithValue("DURATION"))
+	cal.SetXPublishedTTL("PT1H")
 	if z.name != "" {
 		cal.SetXWRTimezone(z.name)
 		cal.AddVTimezone(z.vtimezone())

@@ -167,7 +167,8 @@ func TestFeedCalendarAndEventProperties(t *testing.T) {
 		p    ics.Property
 		want string
 	}{{ics.PropertyProductId, productID}, {ics.PropertyVersion, "2.0"}, {ics.PropertyCalscale, "GREGORIAN"},
-		{ics.PropertyMethod, "PUBLISH"}, {ics.PropertyXWRCalName, "Plenary Summit 2027"}, {ics.PropertyXWRTimezone, "Europe/Vienna"}} {
+		{ics.PropertyMethod, "PUBLISH"}, {ics.PropertyXWRCalName, "Plenary Summit 2027"}, {ics.PropertyXWRTimezone, "Europe/Vienna"},
+		{ics.PropertyRefreshInterval, "PT1H"}, {ics.PropertyXPublishedTTL, "PT1H"}} {
 		if got := calProp(cal, c.p); got != c.want {
 			t.Errorf("VCALENDAR %s %q, want %q", c.p, got, c.want)
 		}
