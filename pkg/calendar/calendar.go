@@ -75,7 +75,7 @@ func Feed(rel *events.Release, opt Options) ([]byte, error) {
 	}
 	// Panels move until the last minute: subscribed calendars should look
 	// again hourly (RFC 7986, and the older X- property Outlook reads).
-	cal.SetRefreshInterval("PT1H", ics.WithValue("DURATION"))
+	cal.SetRefreshInterval("PT1H") // golang-ical names it REFRESH-INTERVAL;VALUE=DURATION
 	cal.SetXPublishedTTL("PT1H")
 	if z.name != "" {
 		cal.SetXWRTimezone(z.name)

@@ -161,14 +161,17 @@ func TestFeedCalendarAndEventProperties(t *testing.T) {
 	online.Format, online.Room = events.FormatOnline, "Festsaal"
 	noEnd := session("p1", "2027-11-09T12:00:00Z", "2027-11-09T12:00:00Z")
 	rel := release("Europe/Vienna", s, online, noEnd)
-	_, cal := render(t, rel, Options{Domain: "agenda.example.org", PageURL: "https://agenda.example.org/e/summit#top"})
+	raw, cal := render(t, rel, Options{Domain: "agenda.example.org", PageURL: "https://agenda.example.org/e/summit#top"})
+	if !strings.Contains(string(raw), "\r\nREFRESH-INTERVAL;VALUE=DURATION:PT1H\r\n") {
+		t.Errorf("no REFRESH-INTERVAL of an hour")
+	}
 
 	for _, c := range []struct {
 		p    ics.Property
 		want string
 	}{{ics.PropertyProductId, productID}, {ics.PropertyVersion, "2.0"}, {ics.PropertyCalscale, "GREGORIAN"},
 		{ics.PropertyMethod, "PUBLISH"}, {ics.PropertyXWRCalName, "Plenary Summit 2027"}, {ics.PropertyXWRTimezone, "Europe/Vienna"},
-		{ics.PropertyRefreshInterval, "PT1H"}, {ics.PropertyXPublishedTTL, "PT1H"}} {
+		{ics.PropertyXPublishedTTL, "PT1H"}} {
 		if got := calProp(cal, c.p); got != c.want {
 			t.Errorf("VCALENDAR %s %q, want %q", c.p, got, c.want)
 		}
