@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -65,7 +66,10 @@ func (b *Bus) watchMaxDeliveries(ctx context.Context, cfg ConsumerConfig) (*nats
 func dlqHeader(orig nats.Header, cfg ConsumerConfig, subject, reason string) nats.Header {
 	hdr := nats.Header{}
 	for k, v := range orig {
-		if k != jetstream.MsgIDHeader {
+		// Not the message id (the dead letter has its own), nor the
+		// headers of the atomic batch the message was stored in: the DLQ
+		// stream would take the copy for part of a batch and refuse it.
+		if k != jetstream.MsgIDHeader && !strings.HasPrefix(k, "Nats-Batch-") {
 			hdr[k] = v
 		}
 	}
