@@ -1,178 +1,204 @@
 package mailer
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	netmail "net/mail"
-	"regexp"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/wneessen/go-mail"
+	"github.com/nats-io/nats.go"
 
 	"github.com/plenaryhq/plenary/pkg/bus"
 	"github.com/plenaryhq/plenary/pkg/events"
-	"github.com/plenaryhq/plenary/pkg/service"
 )
 
 type mailer struct {
-	bus  *bus.Bus
-	pool *pool
-	sent *sentLog
-	from string
-	log  *slog.Logger
-
-	outcomes     *prometheus.CounterVec
-	sendSeconds  prometheus.Histogram
-	recordWindow prometheus.Histogram
+	bus    *bus.Bus
+	pool   *pool
+	ledger *ledger
+	log    *slog.Logger
+	m      *metrics
 }
 
-func newMailer(deps *service.Deps, p *pool, from string, log *slog.Logger) *mailer {
-	m := &mailer{
-		bus:  deps.Bus,
-		pool: p,
-		sent: &sentLog{coll: deps.DB.Collection("sent")},
-		from: from,
-		log:  log,
-		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mailer_jobs_total", Help: "Mail jobs by outcome (sent, deferred, failed, skipped_duplicate).",
-		}, []string{"outcome"}),
-		sendSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "mailer_smtp_send_seconds", Help: "Time to hand one email to the SMTP server.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
-		}),
-		recordWindow: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "mailer_record_window_seconds",
-			Help:    "Time between the SMTP 250 and the sent record: the only window in which a crash can duplicate an email.",
-			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
-		}),
+// handleBatch sends a batch of mail jobs: one ledger lookup for the
+// redelivered ones, the others sent over the pool's connections (each
+// recorded in the ledger as it goes out), then every status in one atomic
+// publish. The deliveries are settled by ConsumeBatch from the errors
+// returned: nil acks, bus.Permanent dead-letters, anything else retries.
+func (m *mailer) handleBatch(ctx context.Context, ds []bus.Delivery) []error {
+	m.m.batchSize.Observe(float64(len(ds)))
+	errs := make([]error, len(ds))
+	jobs := make([]events.MailJob, len(ds))
+	var redelivered []string
+	for i, d := range ds {
+		if err := d.Envelope.Decode(&jobs[i]); err != nil {
+			errs[i] = bus.Permanent(err)
+			continue
+		}
+		if jobs[i].ID == "" || jobs[i].To == "" {
+			errs[i] = bus.Permanent(errors.New("mail job without id or recipient"))
+			continue
+		}
+		if d.Attempt > 1 {
+			redelivered = append(redelivered, jobs[i].ID)
+		}
 	}
-	deps.Metrics.MustRegister(m.outcomes, m.sendSeconds, m.recordWindow)
-	return m
+	recorded, lookupErr := m.ledger.sentAmong(ctx, redelivered)
+
+	results := make(chan outcome, len(ds))
+	held := m.lease()
+	var replays []int
+	var tasks []*task
+	for i, d := range ds {
+		switch {
+		case errs[i] != nil:
+		case d.Attempt > 1 && lookupErr != nil:
+			errs[i] = lookupErr
+		case d.Attempt > 1 && recorded[jobs[i].ID]:
+			// Sent before, and the ack or the status did not make it.
+			m.m.outcomes.WithLabelValues("skipped_duplicate").Inc()
+			replays = append(replays, i)
+		default:
+			tasks = append(tasks, &task{index: i, job: jobs[i], held: held, done: results})
+		}
+	}
+	m.pool.submit(tasks)
+
+	statuses := make([]pendingStatus, 0, len(tasks))
+	for range tasks {
+		o := <-results
+		st, err := m.result(ctx, ds[o.index], jobs[o.index], o)
+		statuses = append(statuses, st)
+		errs[o.index] = err
+	}
+	replayed := make([]pendingStatus, len(replays))
+	for k, i := range replays {
+		replayed[k] = pendingStatus{index: i, job: jobs[i], status: events.MailSent, attempt: ds[i].Attempt}
+	}
+	// Replayed statuses go on their own: their ids are likely in NATS's
+	// duplicate window, and one such id makes the server refuse a whole
+	// atomic batch (which PublishBatch then sends one by one).
+	m.publishStatuses(ctx, ds, statuses, errs)
+	m.publishStatuses(ctx, ds, replayed, errs)
+
+	m.countSettles(ds, errs)
+	if lookupErr != nil {
+		m.log.Warn("sent ledger lookup failed; redelivered jobs retried later", "count", len(redelivered), "err", lookupErr)
+	}
+	return errs
 }
 
-// handle sends one mail job. Redelivered jobs already recorded as sent are
-// acked without sending again.
-func (m *mailer) handle(ctx context.Context, d bus.Delivery) error {
-	var job events.MailJob
-	if err := d.Envelope.Decode(&job); err != nil {
-		return bus.Permanent(err)
+// result turns a send's outcome into the job's status and the delivery's
+// error.
+func (m *mailer) result(ctx context.Context, d bus.Delivery, job events.MailJob, o outcome) (pendingStatus, error) {
+	st := pendingStatus{index: o.index, job: job, attempt: d.Attempt}
+	log := bus.Log(events.WithTrace(ctx, d.TraceParent), m.log).With("job_id", job.ID, "attempt", d.Attempt)
+	if o.sent {
+		m.m.outcomes.WithLabelValues(events.MailSent).Inc()
+		log.Debug("email sent", "kind", job.Kind)
+		st.status = events.MailSent
+		return st, nil
 	}
-	if job.ID == "" || job.To == "" {
-		return bus.Permanent(errors.New("mail job without id or recipient"))
-	}
-	log := bus.Log(ctx, m.log).With("job_id", job.ID, "attempt", d.Attempt)
-
-	if d.Attempt > 1 {
-		done, err := m.sent.has(ctx, job.ID)
-		if err != nil {
-			return err
-		}
-		if done {
-			m.outcomes.WithLabelValues("skipped_duplicate").Inc()
-			log.Info("job already sent; not sending again")
-			return m.status(ctx, job, events.MailSent, d.Attempt, "")
-		}
-	}
-
-	msg, err := m.compose(job)
-	if err != nil {
-		detail := redact(err.Error())
-		m.outcomes.WithLabelValues(events.MailFailed).Inc()
-		_ = m.status(ctx, job, events.MailFailed, d.Attempt, detail)
-		return bus.Permanent(errors.New(detail))
-	}
-
-	start := time.Now()
-	err = m.pool.send(ctx, msg)
-	m.sendSeconds.Observe(time.Since(start).Seconds())
-	if err != nil {
-		return m.failed(ctx, log, job, d, err)
-	}
-
-	accepted := time.Now()
-	if err := m.sent.record(ctx, job, accepted); err != nil {
-		// The email went out; if this record is lost a redelivery would send
-		// it again. Keep retrying the record, never the send.
-		log.Error("email sent but not recorded", "err", err)
-		if err := m.sent.record(ctx, job, accepted); err != nil {
-			log.Error("email sent but not recorded; a redelivery may duplicate it", "err", err)
-		}
-	}
-	m.recordWindow.Observe(time.Since(accepted).Seconds())
-	m.outcomes.WithLabelValues(events.MailSent).Inc()
-	log.Info("email sent", "kind", job.Kind)
-	return m.status(ctx, job, events.MailSent, d.Attempt, "")
-}
-
-func (m *mailer) failed(ctx context.Context, log *slog.Logger, job events.MailJob, d bus.Delivery, err error) error {
 	// SMTP replies and go-mail's errors quote the recipient; logs, statuses
 	// and dead letters get the error without addresses.
-	detail := redact(err.Error())
-	if permanentSMTP(err) || d.LastAttempt {
-		m.outcomes.WithLabelValues(events.MailFailed).Inc()
-		log.Warn("email failed", "err", detail)
-		if serr := m.status(ctx, job, events.MailFailed, d.Attempt, detail); serr != nil {
-			return serr
+	st.detail = redact(o.err.Error())
+	if bus.IsPermanent(o.err) || permanentSMTP(o.err) || d.LastAttempt {
+		m.m.outcomes.WithLabelValues(events.MailFailed).Inc()
+		log.Warn("email failed", "err", st.detail)
+		st.status = events.MailFailed
+		return st, bus.Permanent(errors.New(st.detail))
+	}
+	m.m.outcomes.WithLabelValues(events.MailDeferred).Inc()
+	log.Warn("email deferred", "err", st.detail)
+	st.status = events.MailDeferred
+	return st, errors.New(st.detail)
+}
+
+// pendingStatus is a status to publish for the job of delivery index.
+type pendingStatus struct {
+	index   int
+	job     events.MailJob
+	status  string
+	attempt int
+	detail  string
+}
+
+// publishStatuses publishes sts with one PublishBatch. If that fails, the
+// jobs whose status is missing are retried rather than settled: a sent one
+// is then found in the ledger and only its status published again.
+func (m *mailer) publishStatuses(ctx context.Context, ds []bus.Delivery, sts []pendingStatus, errs []error) {
+	if len(sts) == 0 {
+		return
+	}
+	msgs := make([]*nats.Msg, 0, len(sts))
+	for _, st := range sts {
+		msg, err := statusMsg(events.WithTrace(ctx, ds[st.index].TraceParent), st)
+		if err != nil {
+			errs[st.index] = err
+			continue
 		}
-		return bus.Permanent(errors.New(detail))
+		msgs = append(msgs, msg)
 	}
-	m.outcomes.WithLabelValues(events.MailDeferred).Inc()
-	log.Warn("email deferred", "err", detail)
-	_ = m.status(ctx, job, events.MailDeferred, d.Attempt, detail)
-	return errors.New(detail)
-}
-
-var addressRE = regexp.MustCompile(`[^\s<>"'(),;:\[\]]+@[^\s<>"'(),;:\[\]]+`)
-
-// redact replaces email addresses in s.
-func redact(s string) string {
-	return addressRE.ReplaceAllString(s, "<address>")
-}
-
-func (m *mailer) compose(job events.MailJob) (*mail.Msg, error) {
-	msg := mail.NewMsg()
-	if err := msg.From(m.from); err != nil {
-		return nil, fmt.Errorf("SMTP_FROM: %w", err)
-	}
-	// net/mail quotes and encodes the display name, whatever it holds (a
-	// quote, a backslash, non-ASCII): a name must never cost an email.
-	to, err := netmail.ParseAddress(job.To)
-	if err != nil || to.Address != job.To {
-		return nil, errors.New("recipient: not a plain email address")
-	}
-	to.Name = job.ToName
-	msg.ToMailAddress(to)
-	msg.Subject(job.Subject)
-	// A stable Message-ID lets receiving systems drop a duplicate too.
-	msg.SetMessageIDWithValue(job.ID + "@plenary")
-	msg.SetBodyString(mail.TypeTextPlain, job.Text)
-	if job.HTML != "" {
-		msg.AddAlternativeString(mail.TypeTextHTML, job.HTML)
-	}
-	for _, a := range job.Attachments {
-		if err := msg.AttachReader(a.Name, bytes.NewReader(a.Data), mail.WithFileContentType(mail.ContentType(a.ContentType))); err != nil {
-			return nil, fmt.Errorf("attachment %s: %w", a.Name, err)
+	if err := m.bus.PublishBatch(ctx, msgs); err != nil {
+		m.log.Error("publish mail statuses", "count", len(msgs), "err", err)
+		for _, st := range sts {
+			if errs[st.index] == nil || bus.IsPermanent(errs[st.index]) {
+				errs[st.index] = fmt.Errorf("publish status: %w", err)
+			}
 		}
+		return
 	}
-	return msg, nil
+	stores := len(msgs)
+	if len(msgs) > 1 {
+		stores = (len(msgs) + bus.MaxAtomicBatch - 1) / bus.MaxAtomicBatch
+	}
+	m.m.durableWrites.WithLabelValues(writeStatus).Add(float64(stores))
 }
 
-// status publishes a job's status. The msg id makes a repeat of the same
+// statusMsg is a job's status event. Its id makes a repeat of the same
 // status for the same attempt a no-op.
-func (m *mailer) status(ctx context.Context, job events.MailJob, status string, attempt int, detail string) error {
-	id := job.ID + ":" + status
-	if status == events.MailDeferred {
-		id = fmt.Sprintf("%s:%d", id, attempt)
+func statusMsg(ctx context.Context, st pendingStatus) (*nats.Msg, error) {
+	id := st.job.ID + ":" + st.status
+	if st.status == events.MailDeferred {
+		id = fmt.Sprintf("%s:%d", id, st.attempt)
 	}
-	env, err := events.NewWithID(id, "plenary/mailer", "mail.v1.status."+status, job.ID, events.MailStatus{
-		JobID: job.ID, EventID: job.EventID, Status: status, Attempt: attempt, Detail: detail, At: time.Now().UTC(),
+	env, err := events.NewWithID(id, "plenary/mailer", "mail.v1.status."+st.status, st.job.ID, events.MailStatus{
+		JobID: st.job.ID, EventID: st.job.EventID, Status: st.status, Attempt: st.attempt, Detail: st.detail, At: time.Now().UTC(),
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return m.bus.PublishEvent(ctx, env.Traced(ctx))
+	return bus.EnvelopeMsg(env.Traced(ctx))
+}
+
+// countSettles counts the acks, naks and dead letters ConsumeBatch is about
+// to write for errs.
+func (m *mailer) countSettles(ds []bus.Delivery, errs []error) {
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			m.m.durableWrites.WithLabelValues(writeAck).Inc()
+		case bus.IsPermanent(err) || ds[i].LastAttempt:
+			m.m.durableWrites.WithLabelValues(writeDeadLetter).Inc()
+			m.m.durableWrites.WithLabelValues(writeTerm).Inc()
+		default:
+			m.m.durableWrites.WithLabelValues(writeNak).Inc()
+		}
+	}
+}
+
+// lease returns a check that this process still holds the messages of the
+// batch it is handling: connected to NATS, with no reconnect since. While
+// connected, ConsumeBatch's in-progress signals reach NATS every third of
+// AckWait, so NATS gives the messages to no other worker. Once the
+// connection dropped they may have stopped arriving, and a worker withdraws
+// its message rather than risk a second worker sending it too. An email
+// already past the check finishes within SMTP_TIMEOUT, well inside the two
+// thirds of AckWait (2×SMTP_TIMEOUT) that NATS waits at least after the last
+// signal.
+func (m *mailer) lease() func() bool {
+	nc := m.bus.NC
+	reconnects := nc.Stats().Reconnects
+	return func() bool { return nc.IsConnected() && nc.Stats().Reconnects == reconnects }
 }

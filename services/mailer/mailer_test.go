@@ -5,9 +5,13 @@ import (
 	"errors"
 	"fmt"
 	netmail "net/mail"
+	"net/textproto"
+	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/plenaryhq/plenary/pkg/bus"
 	"github.com/plenaryhq/plenary/pkg/events"
@@ -15,17 +19,24 @@ import (
 	"github.com/plenaryhq/plenary/pkg/testkit"
 )
 
-func TestMain(m *testing.M) { testkit.Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		runChild() // the mailer process of TestCrashMidQueue
+		return
+	}
+	testkit.Main(m)
+}
 
 type harness struct {
-	t    *testing.T
+	t    testing.TB
 	nats *testkit.NATS
 	smtp *testkit.SMTPSink
 	bus  *bus.Bus
 	cfg  Config
+	url  string // of the mailer started last
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	h := &harness{t: t, nats: testkit.StartNATS(t), smtp: testkit.StartSMTP(t)}
 	h.cfg = Config{
@@ -35,11 +46,13 @@ func newHarness(t *testing.T) *harness {
 			NATSURL:       h.nats.URL,
 			ConnectWait:   5 * time.Second,
 		},
-		SMTP:       SMTPConfig{Addr: h.smtp.Addr, TLS: "none", From: "Plenary <no-reply@example.org>", Timeout: 5 * time.Second},
-		Workers:    2,
-		MaxDeliver: 3,
-		RetryBase:  10 * time.Millisecond,
-		RetryMax:   50 * time.Millisecond,
+		SMTP:        SMTPConfig{Addr: h.smtp.Addr, TLS: "none", From: "Plenary <no-reply@example.org>", Timeout: 5 * time.Second},
+		Workers:     2,
+		Batch:       256,
+		BatchLinger: 20 * time.Millisecond,
+		MaxDeliver:  5,
+		RetryBase:   10 * time.Millisecond,
+		RetryMax:    50 * time.Millisecond,
 	}
 	h.bus = h.nats.Bus(t, events.StreamMail, events.StreamMailStatus, events.StreamDLQ)
 	return h
@@ -49,25 +62,45 @@ func newHarness(t *testing.T) *harness {
 func (h *harness) start() (stop func()) {
 	h.t.Helper()
 	cfg := h.cfg
-	cfg.Listener, _ = testkit.Listen(h.t)
+	cfg.Listener, h.url = testkit.Listen(h.t)
 	return testkit.Serve(h.t, func(ctx context.Context) error { return Run(ctx, cfg, testkit.Logger(h.t)) })
 }
 
+// testJob is job number i of a test.
+func testJob(i int) events.MailJob {
+	id := fmt.Sprintf("test.job.%d", i)
+	return events.MailJob{
+		ID: id, Kind: "confirmation", To: fmt.Sprintf("p%d@example.org", i), ToName: "Participant",
+		Subject: "Subject " + id, Text: "text " + id, HTML: "<p>html " + id + "</p>",
+	}
+}
+
+// queue publishes n test jobs and returns their ids.
 func (h *harness) queue(n int) []string {
 	h.t.Helper()
-	ids := make([]string, n)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("test.job.%d", i)
-		env, err := events.NewWithID(ids[i], "test", events.MailSend, "reg", events.MailJob{
-			ID: ids[i], Kind: "confirmation", To: fmt.Sprintf("p%d@example.org", i), ToName: "Participant",
-			Subject: "Subject " + ids[i], Text: "text " + ids[i], HTML: "<p>html " + ids[i] + "</p>",
-		})
+	jobs := make([]events.MailJob, n)
+	for i := range jobs {
+		jobs[i] = testJob(i)
+	}
+	return h.publish(jobs...)
+}
+
+func (h *harness) publish(jobs ...events.MailJob) []string {
+	h.t.Helper()
+	ids := make([]string, len(jobs))
+	msgs := make([]*nats.Msg, len(jobs))
+	for i, job := range jobs {
+		env, err := events.NewWithID(job.ID, "test", events.MailSend, "reg", job)
 		if err != nil {
 			h.t.Fatal(err)
 		}
-		if err := h.bus.PublishEvent(context.Background(), env); err != nil {
+		if msgs[i], err = bus.EnvelopeMsg(env); err != nil {
 			h.t.Fatal(err)
 		}
+		ids[i] = job.ID
+	}
+	if err := h.bus.PublishBatch(context.Background(), msgs); err != nil {
+		h.t.Fatal(err)
 	}
 	return ids
 }
@@ -97,26 +130,61 @@ func (h *harness) waitStatus(id, want string) {
 	})
 }
 
+// deadLetters counts the messages on DLQ.
+func (h *harness) deadLetters() int {
+	h.t.Helper()
+	info, err := h.bus.JS.Stream(context.Background(), events.StreamDLQ)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return int(info.CachedInfo().State.Msgs)
+}
+
+// arrivals counts the emails at the sink per subject.
+func (h *harness) arrivals() map[string]int {
+	h.t.Helper()
+	seen := map[string]int{}
+	for _, m := range h.smtp.Messages(h.t) {
+		seen[m.Subject]++
+	}
+	return seen
+}
+
+// duplicates checks that each job arrived and returns how many arrived more
+// than once, in all.
+func (h *harness) duplicates(ids []string) int {
+	h.t.Helper()
+	seen, dups := h.arrivals(), 0
+	for _, id := range ids {
+		switch n := seen["Subject "+id]; {
+		case n == 0:
+			h.t.Errorf("job %s never arrived", id)
+		case n > 1:
+			dups += n - 1
+		}
+	}
+	return dups
+}
+
 func TestSendsEachJobOnceOverReusedConnections(t *testing.T) {
 	h := newHarness(t)
 	h.start()
 	ids := h.queue(10)
 
 	msgs := h.smtp.WaitFor(t, 10, 15*time.Second)
-	seen := map[string]int{}
 	for _, m := range msgs {
-		seen[m.Subject]++
 		if !strings.Contains(m.Text, "text ") || !strings.Contains(m.HTML, "<p>html ") {
 			t.Errorf("email %q lacks its text or HTML part", m.Subject)
 		}
-		if got := m.Header.Get("Message-Id"); !strings.HasSuffix(got, "@plenary>") {
-			t.Errorf("Message-ID %q is not derived from the job id", got)
+		id := strings.TrimPrefix(m.Subject, "Subject ")
+		if got := m.Header.Get("Message-Id"); got != "<"+id+"@plenary>" {
+			t.Errorf("Message-ID %q is not derived from the job id %s", got, id)
 		}
 	}
+	if d := h.duplicates(ids); d != 0 {
+		t.Errorf("%d duplicates", d)
+	}
 	for _, id := range ids {
-		if seen["Subject "+id] != 1 {
-			t.Errorf("job %s arrived %d times, want 1", id, seen["Subject "+id])
-		}
 		h.waitStatus(id, events.MailSent)
 	}
 	if c := h.smtp.Connections(); c > h.cfg.Workers {
@@ -126,7 +194,7 @@ func TestSendsEachJobOnceOverReusedConnections(t *testing.T) {
 
 func TestTemporaryFailureIsRetried(t *testing.T) {
 	h := newHarness(t)
-	h.smtp.FailTemporarily(2)
+	h.smtp.FailTemporarily(3)
 	h.start()
 	ids := h.queue(1)
 
@@ -135,9 +203,15 @@ func TestTemporaryFailureIsRetried(t *testing.T) {
 		t.Fatalf("got %q", msgs[0].Subject)
 	}
 	h.waitStatus(ids[0], events.MailSent)
-	if got := h.statuses()[ids[0]]; len(got) != 3 || got[0] != events.MailDeferred || got[1] != events.MailDeferred {
-		t.Errorf("statuses %v, want deferred, deferred, sent", got)
+	want := []string{events.MailDeferred, events.MailDeferred, events.MailDeferred, events.MailSent}
+	if got := h.statuses()[ids[0]]; strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("statuses %v, want %v", got, want)
 	}
+	if a := h.smtp.Attempts(); a != 4 {
+		t.Errorf("%d SMTP attempts, want 4 (3 refused, 1 accepted)", a)
+	}
+	testkit.WaitIdle(t, h.bus.JS, events.StreamMail, "mailer")
+	h.smtp.WaitFor(t, 1, time.Second)
 }
 
 func TestPermanentFailureIsDeadLettered(t *testing.T) {
@@ -148,79 +222,22 @@ func TestPermanentFailureIsDeadLettered(t *testing.T) {
 
 	h.waitStatus(ids[0], events.MailFailed)
 	testkit.Eventually(t, 5*time.Second, func() error {
-		info, err := h.bus.JS.Stream(context.Background(), events.StreamDLQ)
-		if err != nil {
-			return err
-		}
-		if n := info.CachedInfo().State.Msgs; n != 1 {
+		if n := h.deadLetters(); n != 1 {
 			return fmt.Errorf("DLQ holds %d messages, want 1", n)
 		}
 		return nil
 	})
+	// No retry storm: once the consumer is idle, still one attempt, one
+	// status, one dead letter.
+	testkit.WaitIdle(t, h.bus.JS, events.StreamMail, "mailer")
 	if a := h.smtp.Attempts(); a != 1 {
 		t.Errorf("a 5xx was retried: %d attempts", a)
 	}
-}
-
-func TestRedeliveredSentJobIsNotSentAgain(t *testing.T) {
-	h := newHarness(t)
-	h.start()
-	ids := h.queue(1)
-	h.smtp.WaitFor(t, 1, 10*time.Second)
-	h.waitStatus(ids[0], events.MailSent)
-
-	// Replay the job as a redelivery would: same job, attempt 2.
-	deps, err := service.Start(context.Background(), "mailer-test", h.cfg.Common, testkit.Logger(t))
-	if err != nil {
-		t.Fatal(err)
+	if got := h.statuses()[ids[0]]; len(got) != 1 {
+		t.Errorf("statuses %v, want one failed", got)
 	}
-	defer deps.Close()
-	p, err := newPool(h.cfg.SMTP, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	m := newMailer(deps, p, h.cfg.SMTP.From, testkit.Logger(t))
-	env, _ := events.NewWithID(ids[0], "test", events.MailSend, "reg", events.MailJob{ID: ids[0], To: "p0@example.org", Subject: "again", Text: "again"})
-	if err := m.handle(context.Background(), bus.Delivery{Envelope: env, Attempt: 2}); err != nil {
-		t.Fatal(err)
-	}
-	if a := h.smtp.Attempts(); a != 1 {
-		t.Fatalf("redelivered job was sent again: %d SMTP attempts", a)
-	}
-}
-
-func TestStopAndRestartLosesAndDuplicatesNothing(t *testing.T) {
-	h := newHarness(t)
-	h.smtp.SetDelay(30 * time.Millisecond)
-	ids := h.queue(40)
-
-	stop := h.start()
-	testkit.Eventually(t, 15*time.Second, func() error {
-		if n := len(h.smtp.Messages(t)); n < 5 {
-			return fmt.Errorf("%d sent so far", n)
-		}
-		return nil
-	})
-	stop()
-	sentBefore := len(h.smtp.Messages(t))
-	if sentBefore >= len(ids) {
-		t.Fatalf("all %d emails went out before the stop; the test proves nothing", sentBefore)
-	}
-
-	h.start()
-	h.smtp.WaitFor(t, len(ids), 30*time.Second)
-	// Count once the queue is done: a late redelivery would show now.
-	testkit.WaitIdle(t, h.bus.JS, events.StreamMail, "mailer")
-	msgs := h.smtp.Messages(t)
-	seen := map[string]int{}
-	for _, m := range msgs {
-		seen[m.Subject]++
-	}
-	for _, id := range ids {
-		if seen["Subject "+id] != 1 {
-			t.Errorf("job %s arrived %d times, want exactly 1", id, seen["Subject "+id])
-		}
+	if n := h.deadLetters(); n != 1 {
+		t.Errorf("DLQ holds %d messages, want 1", n)
 	}
 }
 
@@ -231,16 +248,31 @@ func TestConfigRejectsBadSMTPSettings(t *testing.T) {
 		"non-numeric": {Addr: "localhost:smtp", TLS: "none"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			if _, err := newPool(cfg, 1); err == nil {
+			if _, err := newDialer(cfg); err == nil {
 				t.Fatal("want an error")
 			}
 		})
 	}
+	if _, err := envelopeAddress("not an address"); err == nil {
+		t.Error("SMTP_FROM without an address: want an error")
+	}
 }
 
 func TestPermanentSMTPClassification(t *testing.T) {
-	if permanentSMTP(errors.New("dial tcp: connection refused")) {
-		t.Error("a network error is temporary")
+	tests := []struct {
+		err  error
+		want bool
+	}{
+		{errors.New("dial tcp: connection refused"), false},
+		{&textproto.Error{Code: 451, Msg: "try again later"}, false},
+		{fmt.Errorf("wrapped: %w", &textproto.Error{Code: 421, Msg: "closing"}), false},
+		{&textproto.Error{Code: 554, Msg: "rejected"}, true},
+		{fmt.Errorf("wrapped: %w", &textproto.Error{Code: 550, Msg: "no such user"}), true},
+	}
+	for _, tc := range tests {
+		if got := permanentSMTP(tc.err); got != tc.want {
+			t.Errorf("permanentSMTP(%v) = %v, want %v", tc.err, got, tc.want)
+		}
 	}
 }
 
@@ -248,15 +280,12 @@ func TestAnyDisplayNameIsDelivered(t *testing.T) {
 	h := newHarness(t)
 	h.start()
 	names := []string{`O"Brien`, `Ada Lovelace\`, `x" <attacker@evil.example>`, "Алёна Купчина"}
+	var jobs []events.MailJob
 	for i, name := range names {
 		id := fmt.Sprintf("name.%d", i)
-		env, _ := events.NewWithID(id, "test", events.MailSend, "reg", events.MailJob{
-			ID: id, To: fmt.Sprintf("n%d@example.org", i), ToName: name, Subject: id, Text: "t",
-		})
-		if err := h.bus.PublishEvent(context.Background(), env); err != nil {
-			t.Fatal(err)
-		}
+		jobs = append(jobs, events.MailJob{ID: id, To: fmt.Sprintf("n%d@example.org", i), ToName: name, Subject: id, Text: "t"})
 	}
+	h.publish(jobs...)
 	msgs := h.smtp.WaitFor(t, len(names), 15*time.Second)
 	for _, m := range msgs {
 		if len(m.Envelope.To) != 1 || !strings.HasSuffix(m.Envelope.To[0], "@example.org") {
@@ -307,5 +336,30 @@ func TestBackoffGrowsToItsCap(t *testing.T) {
 	}
 	if total < 6*time.Hour {
 		t.Errorf("20 attempts span %s; greylisting and relay outages need hours", total)
+	}
+}
+
+func TestTimeoutsAndBatchesFollowTheConfig(t *testing.T) {
+	c := Config{SMTP: SMTPConfig{Timeout: 30 * time.Second}, Workers: 4, Batch: 256, MaxDeliver: 20,
+		RetryBase: 30 * time.Second, RetryMax: 30 * time.Minute}
+	// An email begun before the in-progress signals stopped must end before
+	// NATS can give its job to another worker: 2/3 of AckWait (the least
+	// NATS waits after the last signal) covers SMTP_TIMEOUT.
+	if aw := c.ackWait(); aw*2/3 <= c.SMTP.Timeout {
+		t.Errorf("AckWait %s: two thirds of it do not cover SMTP_TIMEOUT %s", aw, c.SMTP.Timeout)
+	}
+	if got := c.batchSize(); got != 256 {
+		t.Errorf("batch %d without a rate limit, want 256", got)
+	}
+	c.RateLimit = 10
+	if got := c.batchSize(); got != 10 {
+		t.Errorf("batch %d at 10 emails/s, want about a second's worth (10)", got)
+	}
+	c.RateLimit = 0.5
+	if got := c.batchSize(); got != c.Workers {
+		t.Errorf("batch %d at 0.5 emails/s, want one per connection (%d)", got, c.Workers)
+	}
+	if keep := c.sentRetention(); keep < 14*time.Hour {
+		t.Errorf("sent records kept %s: less than twice the 7 hours a job can be retried", keep)
 	}
 }
