@@ -27,9 +27,11 @@ func route(path string) string {
 	case at(0) == "api" && at(1) == "events" && strings.HasPrefix(at(3), "agenda"),
 		at(0) == "e" && at(2) == "agenda":
 		return Agenda
-	// /admin/events/{id}/{emails,announcements}, /admin/emails/...
-	case at(0) == "admin" && at(1) == "events" && (at(3) == "emails" || at(3) == "announcements"),
-		at(0) == "admin" && at(1) == "emails":
+	// /admin/events/{id}/{emails,announcements,dead-letters}, /admin/emails/...,
+	// /u/{token} (unsubscribe from announcements)
+	case at(0) == "admin" && at(1) == "events" && (at(3) == "emails" || at(3) == "announcements" || at(3) == "dead-letters"),
+		at(0) == "admin" && at(1) == "emails",
+		at(0) == "u" && len(parts) == 2:
 		return Notification
 	}
 	return Registration

@@ -285,6 +285,7 @@ func (s *Stack) runner(name string, ln net.Listener) (func(context.Context, *slo
 	case Notification:
 		cfg, err := notification.LoadConfig()
 		cfg.Common, cfg.AdminTokens = common, tokens
+		cfg.PublicURL, cfg.LinkKey = s.opts.PublicURL, s.linkKey // unsubscribe links
 		return func(ctx context.Context, log *slog.Logger) error { return notification.Run(ctx, cfg, log) }, err
 	case Mailer:
 		cfg, err := mailer.LoadConfig()

@@ -47,6 +47,7 @@ func start(t *testing.T) *harness {
 			ConnectWait:   5 * time.Second,
 		},
 		AdminTokens: []string{adminToken},
+		LinkKey:     "test-link-key-0123456789abcdef-0123456789",
 	}
 	testkit.Serve(t, func(ctx context.Context) error { return Run(ctx, h.cfg, testkit.Logger(t)) })
 

@@ -31,6 +31,18 @@ type Config struct {
 	// MailFromName signs the emails ("The Plenary team"); when empty they are
 	// signed by the organisers of the event.
 	MailFromName string `env:"MAIL_FROM_NAME"`
+	// LinkKey signs the one-click unsubscribe links of announcements; at
+	// least 32 bytes, kept secret (the registration service's LINK_KEY).
+	LinkKey string `env:"LINK_KEY"`
+	// PublicURL is where participants reach Plenary: agenda page links in
+	// emails, and the domain of calendar UIDs.
+	PublicURL string `env:"PUBLIC_URL" envDefault:"http://localhost:8080"`
+	// ReminderInterval is how often each replica looks for reminders and
+	// agenda change notices that are due.
+	ReminderInterval time.Duration `env:"REMINDER_INTERVAL" envDefault:"30s"`
+	// AgendaNoticeDebounce is how long after the newest release an agenda
+	// change notice waits, so that a burst of releases makes one notice.
+	AgendaNoticeDebounce time.Duration `env:"AGENDA_NOTICE_DEBOUNCE" envDefault:"10m"`
 }
 
 // LoadConfig reads the configuration from the environment.
@@ -64,11 +76,19 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if len(tokens) == 0 {
 		return errors.New("notification: ADMIN_TOKENS is empty: set at least one organizer token (comma-separated)")
 	}
+	unsubLinks, err := newUnsubscribeLinks(cfg)
+	if err != nil {
+		return err
+	}
 	tmpl, err := newTemplates(cfg.MailFromName)
 	if err != nil {
 		return fmt.Errorf("notification: templates: %w", err)
 	}
 	log = log.With("service", "notification")
+	public, err := publicSite(cfg.PublicURL)
+	if err != nil {
+		return fmt.Errorf("notification: %w", err)
+	}
 
 	deps, err := service.Start(ctx, "notification", cfg.Common, log,
 		events.StreamRegistration, events.StreamAgenda, events.StreamMail, events.StreamMailStatus, events.StreamDLQ)
@@ -90,11 +110,21 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("notification: %w", err)
 	}
 	n := newNotifier(deps, emails, people, tmpl, log)
+	evs := newEventReplica(deps.DB, log)
+	if err := evs.ensureIndexes(ctx); err != nil {
+		return fmt.Errorf("notification: %w", err)
+	}
+	sched := newScheduler(deps, n, evs, releases, cfg, public, log)
 	app := deps.App()
-	routes(app, tokens, &api{emails: emails})
+	a, err := newAPI(ctx, deps.DB, emails, n, evs, unsubLinks, log)
+	if err != nil {
+		return fmt.Errorf("notification: %w", err)
+	}
+	routes(app, tokens, a)
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return deps.Serve(ctx, app) })
+	g.Go(func() error { return a.ann.resume(ctx, time.Minute) })
 	g.Go(func() error {
 		// One batch at a time keeps the registration events in stream
 		// order: the replica and the erasures depend on it.
@@ -103,7 +133,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			Durable:        registrationsConsumer,
 			FilterSubjects: []string{"registration.v1.>"}, // events too: reminders follow their times
 			Workers:        1,
-		}, batchSize, batchLinger, n.handleRegistrations)
+		}, batchSize, batchLinger, evs.wrap(n.handleRegistrations))
 	})
 	g.Go(func() error {
 		return deps.Bus.ConsumeBatch(ctx, bus.ConsumerConfig{
@@ -122,6 +152,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			FilterSubjects: []string{events.AgendaReleasePublished},
 		}, releases.handleRelease)
 	})
+	g.Go(func() error { return sched.run(ctx) }) // reminders and agenda notices
 	log.Info("notification started", "admin_tokens", len(tokens))
 	return g.Wait()
 }

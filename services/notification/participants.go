@@ -129,7 +129,7 @@ func (p *participants) erase(ctx context.Context, regID string) error {
 	if _, err := p.emails.emails.DeleteMany(ctx, bson.D{{Key: "registration_id", Value: regID}}); err != nil {
 		return fmt.Errorf("erase the emails of registration[%s]: %w", regID, err)
 	}
-	return nil
+	return forgetUnsubscribed(ctx, p.coll.Database(), regID)
 }
 
 // current returns the newest version of every registration of the event,

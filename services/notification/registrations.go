@@ -48,8 +48,14 @@ func emailKind(typ, reason string) (string, bool) {
 		}
 		return "", false
 	case events.RegistrationConfirmed:
+		if reason == "approved" { // an organiser approved it, and a seat was free
+			return kindApproved, true
+		}
 		return kindConfirmation, true
 	case events.RegistrationWaitlisted:
+		if reason == "approved" { // an organiser approved it, but the mode is full
+			return kindApproved, true
+		}
 		return kindWaitlisted, true
 	case events.RegistrationPending:
 		return kindPending, true
@@ -174,7 +180,7 @@ func (n *notifier) registrationEmail(d bus.Delivery, reg events.Registration) (e
 		return emailRecord{}, false, bus.Permanent(fmt.Errorf("%s %s: %w", d.Envelope.Type, d.Envelope.ID, err))
 	}
 	id := jobID(dedupeKey(kind, reg, d.Envelope))
-	msg, err := n.tmpl.render(kind, reg, d.Envelope.Time)
+	msg, err := n.tmpl.renderRegistration(kind, reg, d.Envelope.Time)
 	if err != nil {
 		return emailRecord{}, false, bus.Permanent(fmt.Errorf("render %s for registration[%s]: %w", kind, reg.ID, err))
 	}

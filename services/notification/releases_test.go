@@ -206,6 +206,7 @@ func startRestartable(t *testing.T) *restartable {
 			ConnectWait:   5 * time.Second,
 		},
 		AdminTokens: []string{adminToken},
+		LinkKey:     "test-link-key-0123456789abcdef-0123456789",
 	}}
 	// No streams of its own: the service must create AGENDA.
 	h.bus = nats.Bus(t)

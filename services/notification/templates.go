@@ -3,128 +3,130 @@ package notification
 import (
 	"bytes"
 	"embed"
-	"errors"
 	"fmt"
 	htemplate "html/template"
+	"slices"
 	"strings"
 	ttemplate "text/template"
 	"time"
 	_ "time/tzdata" // zones work in scratch images, which have no zoneinfo
+	"unicode"
 
 	ics "github.com/arran4/golang-ical"
 
 	"github.com/plenaryhq/plenary/pkg/events"
+	"github.com/plenaryhq/plenary/pkg/i18n"
 )
 
-// templateFiles holds, per locale, <code>.txt.tmpl (subjects and text parts,
-// text/template) and <code>.html.tmpl (HTML parts, html/template, which
-// escapes participants' text). Each kind defines "<kind>.subject",
-// "<kind>.text" and "<kind>.html".
+// templateFiles holds one template set for every language: mail.txt.tmpl
+// (subjects and text parts, text/template) and mail.html.tmpl (HTML parts,
+// html/template, which escapes participants' and organisers' text). Each
+// kind defines "<kind>.subject", "<kind>.text" and "<kind>.html"; the words
+// come from the shared catalogs (pkg/i18n, the [email] tables).
 //
 //go:embed templates/*.tmpl
 var templateFiles embed.FS
 
-// fallbackLocale is used for a participant's locale, or a kind, that has no
-// templates yet.
-const fallbackLocale = "en"
-
 // icsContentType is the calendar invite's content type.
 const icsContentType = "text/calendar; charset=utf-8; method=PUBLISH"
 
-// calendarNames are a language's names of weekdays (from Sunday) and months.
-type calendarNames struct {
-	weekdays [7]string
-	months   [12]string
-}
-
-// localeNames lists the locales emails can be written in. Adding one takes
-// its names here and its two template files.
-func localeNames() map[string]calendarNames {
-	return map[string]calendarNames{
-		"en": {
-			weekdays: [7]string{"Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"},
-			months: [12]string{"January", "February", "March", "April", "May", "June", "July",
-				"August", "September", "October", "November", "December"},
-		},
-	}
-}
-
-type locale struct {
-	code  string
-	names calendarNames
-	text  *ttemplate.Template
-	html  *htemplate.Template
-}
-
-func (l *locale) has(kind string) bool {
-	return l.text.Lookup(kind+".subject") != nil && l.text.Lookup(kind+".text") != nil &&
-		l.html.Lookup(kind+".html") != nil
-}
-
-// templates renders emails in the participant's locale.
+// templates renders emails in the recipient's language.
 type templates struct {
-	locales   map[string]*locale
-	signature string
+	text      *ttemplate.Template
+	html      *htemplate.Template
+	langs     map[string]*i18n.Localizer // by code, one per i18n.Supported
+	signature string                     // MAIL_FROM_NAME, if set
 }
 
+// newTemplates parses the embedded templates and checks that every kind has
+// its three parts.
 func newTemplates(fromName string) (*templates, error) {
-	t := &templates{locales: map[string]*locale{}, signature: oneLine(fromName)}
-	for code, names := range localeNames() {
-		text, err := ttemplate.ParseFS(templateFiles, "templates/"+code+".txt.tmpl")
-		if err != nil {
-			return nil, err
-		}
-		html, err := htemplate.ParseFS(templateFiles, "templates/"+code+".html.tmpl")
-		if err != nil {
-			return nil, err
-		}
-		t.locales[code] = &locale{code: code, names: names, text: text, html: html}
+	catalog, err := i18n.New()
+	if err != nil {
+		return nil, err
 	}
-	fb, ok := t.locales[fallbackLocale]
-	if !ok {
-		return nil, errors.New("no templates for the fallback locale " + fallbackLocale)
+	t := &templates{langs: map[string]*i18n.Localizer{}, signature: oneLine(fromName)}
+	for _, code := range i18n.Supported {
+		t.langs[code] = catalog.For(code)
 	}
-	for _, kind := range []string{kindConfirmation, kindWaitlisted, kindPending, kindRejected, kindDuplicate,
-		kindPromoted, kindCancelled, kindSwitched, kindLinks} {
-		if !fb.has(kind) {
-			return nil, fmt.Errorf("%s templates lack %s.subject, %s.text or %s.html", fallbackLocale, kind, kind, kind)
+	if t.text, err = ttemplate.ParseFS(templateFiles, "templates/mail.txt.tmpl"); err != nil {
+		return nil, err
+	}
+	if t.html, err = htemplate.ParseFS(templateFiles, "templates/mail.html.tmpl"); err != nil {
+		return nil, err
+	}
+	for _, kind := range allKinds {
+		if t.text.Lookup(kind+".subject") == nil || t.text.Lookup(kind+".text") == nil || t.html.Lookup(kind+".html") == nil {
+			return nil, fmt.Errorf("templates lack %s.subject, %s.text or %s.html", kind, kind, kind)
 		}
 	}
 	return t, nil
 }
 
-// pick returns the locale to write kind in: the participant's ("de-AT", then
-// "de"), else the fallback.
-func (t *templates) pick(code, kind string) *locale {
-	code = strings.ToLower(strings.ReplaceAll(code, "_", "-"))
-	base, _, _ := strings.Cut(code, "-")
-	for _, c := range []string{code, base} {
-		if l, ok := t.locales[c]; ok && l.has(kind) {
-			return l
+// allKinds lists every kind of email there are templates for.
+var allKinds = []string{kindConfirmation, kindWaitlisted, kindPending, kindApproved, kindRejected, kindDuplicate,
+	kindPromoted, kindCancelled, kindSwitched, kindLinks, kindReminder, kindAgenda, kindAnnouncement}
+
+// emailLang returns the language to write to someone in: theirs ("de-AT"
+// gives "de") if Plenary speaks it, else the event's first that it speaks,
+// else English.
+func emailLang(participant string, eventLocales ...string) string {
+	for _, tag := range append([]string{participant}, eventLocales...) {
+		base, _, _ := strings.Cut(strings.ToLower(strings.ReplaceAll(strings.TrimSpace(tag), "_", "-")), "-")
+		if slices.Contains(i18n.Supported, base) {
+			return base
 		}
 	}
-	return t.locales[fallbackLocale]
+	return i18n.Supported[0]
 }
 
-// mailData is what the templates see. Every string is plain text; the HTML
-// templates escape it.
-type mailData struct {
-	Name  string
-	Title string
-	// Online is true for an online attendee.
-	Online bool
-	// When is the event's time in its own zone; LocalWhen the same in an
-	// online attendee's zone (LocalZone) when that reads differently.
-	When, LocalWhen, LocalZone string
-	VenueName, VenueAddress    string
-	ManageURL, JoinURL         string
-	EventURL                   string
-	// Reason is why a registration was rejected: "full", "closed" or the
-	// organizers' words.
-	Reason string
-	// Status is the standing registration's status, for a duplicate attempt.
-	Status    string
-	Signature string
+// renderRegistration writes the email of kind that a registration event
+// calls for, with the calendar invite where it belongs. stamp is when the
+// triggering message was produced (the invite's DTSTAMP).
+func (t *templates) renderRegistration(kind string, reg events.Registration, stamp time.Time) (rendered, error) {
+	l := letterFor(kind, reg)
+	out, err := t.render(l)
+	if err != nil || !invites(l) {
+		return out, err
+	}
+	ical, err := invite(reg, stamp)
+	if err != nil {
+		return out, err
+	}
+	out.attachments = []attachment{{Name: "invite.ics", ContentType: icsContentType, Data: ical}}
+	return out, nil
+}
+
+// invites reports whether the letter comes with the event's calendar
+// invite (and says so): a confirmed seat, for an event that has a time.
+func invites(l letter) bool {
+	switch l.Kind {
+	case kindConfirmation, kindPromoted, kindApproved:
+		return l.Status == events.StatusConfirmed && !l.EventStart.IsZero()
+	}
+	return false
+}
+
+// letterFor is the letter a registration event calls for: the
+// registration's recipient, event and links. The join link goes only to a
+// confirmed online attendee.
+func letterFor(kind string, reg events.Registration) letter {
+	ev := reg.Event
+	l := letter{
+		Kind: kind, Locale: emailLang(reg.Locale, ev.Locales...),
+		To: strings.TrimSpace(reg.Email), Name: reg.Name,
+		Title: ev.Title, EventStart: ev.StartsAt, EventEnd: ev.EndsAt, EventZone: ev.Timezone,
+		VenueName: ev.Venue.Name, VenueAddress: ev.Venue.Address, EventURL: ev.PublicURL,
+		Mode: reg.Mode, LocalZone: reg.Timezone, Status: reg.Status, Reason: reg.Reason,
+		ManageURL: reg.ManageURL,
+	}
+	if ev.PublicURL != "" {
+		l.AgendaURL = strings.TrimRight(ev.PublicURL, "/") + "/agenda"
+	}
+	if reg.Mode == events.ModeOnline && reg.Status == events.StatusConfirmed {
+		l.JoinURL = reg.JoinURL
+	}
+	return l
 }
 
 // rendered is one email, ready to be recorded and sent.
@@ -133,97 +135,321 @@ type rendered struct {
 	attachments                 []attachment
 }
 
-// render writes the email of kind for reg. stamp is when the triggering
-// message was produced (the invite's DTSTAMP).
-func (t *templates) render(kind string, reg events.Registration, stamp time.Time) (rendered, error) {
-	l := t.pick(reg.Locale, kind)
-	data := t.data(l, reg)
+// render writes one email from its letter, in the letter's language
+// (emailLang). It attaches nothing: callers add calendar files.
+func (t *templates) render(l letter) (rendered, error) {
+	v := t.view(l)
 	var out rendered
 	var b bytes.Buffer
-	if err := l.text.ExecuteTemplate(&b, kind+".subject", data); err != nil {
-		return out, err
+	if err := t.text.ExecuteTemplate(&b, l.Kind+".subject", v); err != nil {
+		return out, fmt.Errorf("%s subject: %w", l.Kind, err)
 	}
 	out.subject = oneLine(b.String())
 	b.Reset()
-	if err := l.text.ExecuteTemplate(&b, kind+".text", data); err != nil {
-		return out, err
+	if err := t.text.ExecuteTemplate(&b, l.Kind+".text", v); err != nil {
+		return out, fmt.Errorf("%s text: %w", l.Kind, err)
 	}
 	out.text = tidyText(b.String())
 	b.Reset()
-	if err := l.html.ExecuteTemplate(&b, kind+".html", data); err != nil {
-		return out, err
+	if err := t.html.ExecuteTemplate(&b, l.Kind+".html", v); err != nil {
+		return out, fmt.Errorf("%s html: %w", l.Kind, err)
 	}
 	out.html = b.String()
-	out.toName = data.Name
-	if (kind == kindConfirmation || kind == kindPromoted) && !reg.Event.StartsAt.IsZero() {
-		ical, err := invite(reg, stamp)
-		if err != nil {
-			return out, err
-		}
-		out.attachments = []attachment{{Name: "invite.ics", ContentType: icsContentType, Data: ical}}
-	}
+	out.toName = v.Name
 	return out, nil
 }
 
-func (t *templates) data(l *locale, reg events.Registration) mailData {
-	ev := reg.Event
-	d := mailData{
-		Name:         oneLine(reg.Name),
-		Title:        oneLine(ev.Title),
-		Online:       reg.Mode == events.ModeOnline,
-		VenueName:    oneLine(ev.Venue.Name),
-		VenueAddress: oneLine(ev.Venue.Address),
-		ManageURL:    oneLine(reg.ManageURL),
-		JoinURL:      oneLine(reg.JoinURL),
-		EventURL:     oneLine(ev.PublicURL),
-		Reason:       strings.TrimSpace(reg.Reason),
-		Status:       reg.Status,
-		Signature:    t.signature,
+// view is what the templates see: a letter made safe and formatted in the
+// recipient's language. Every string is plain text; the HTML templates escape
+// it. T and N look the words up in the catalogs.
+type view struct {
+	lang *i18n.Localizer
+	data map[string]any // what every message may use: Title, Name, Mode, In, Subject
+
+	Lang, Kind, Status, Reason string
+	Name, Title                string
+	Online                     bool
+	Mode                       string // "online" or "in person", in the language
+	// When is the event's time in its zone; LocalWhen the same in an online
+	// attendee's own zone (LocalZone) when that reads differently.
+	When, LocalWhen, LocalZone                              string
+	VenueName, VenueAddress                                 string
+	ManageURL, JoinURL, EventURL, AgendaURL, UnsubscribeURL string
+	Note                                                    string // a rejection's note from the organisers
+	Invite                                                  bool   // an invite.ics comes with the email
+	In                                                      string // a reminder's "in 24 hours"; "" when soon
+	Sessions                                                []sessionView
+	Subject, Body                                           string     // an announcement's, as written
+	Paragraphs                                              [][]string // Body's paragraphs and their lines
+	Signature                                               string
+}
+
+// sessionView is one session in a reminder or an agenda notice.
+type sessionView struct {
+	// Day heads the sessions of a day in the event's zone: set on the first.
+	Day  string
+	Mark string // notices: "New", "Cancelled" or "Changed", in the language
+	// When is the session's time of day in the event's zone; LocalWhen in an
+	// online attendee's, with the date when that is another day.
+	Title, When, LocalWhen, Room, JoinURL string
+	Changes                               []string // what changed, a line each
+}
+
+// T returns catalog message id; pairs add to the data every message sees.
+func (v view) T(id string, pairs ...any) string { return v.lang.T(id, v.data, dataOf(pairs)) }
+
+// N returns the plural form of catalog message id that fits count.
+func (v view) N(id string, count int, pairs ...any) string {
+	data := dataOf(pairs)
+	for k, val := range v.data {
+		if _, ok := data[k]; !ok {
+			data[k] = val
+		}
 	}
-	if !d.Online {
-		d.JoinURL = ""
+	return v.lang.N(id, count, data)
+}
+
+func dataOf(pairs []any) map[string]any {
+	data := make(map[string]any, len(pairs)/2+4)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		data[fmt.Sprint(pairs[i])] = pairs[i+1]
 	}
-	if ev.StartsAt.IsZero() {
-		return d
+	return data
+}
+
+// rejectionCodes are the reasons of a rejection that are not the
+// organisers' own words.
+var rejectionCodes = []string{"", "full", "closed", "organizer"}
+
+func (t *templates) view(l letter) view {
+	code := emailLang(l.Locale)
+	lang := t.langs[code]
+	v := view{
+		lang: lang, Lang: code, Kind: l.Kind, Status: l.Status, Reason: strings.TrimSpace(l.Reason),
+		Name: oneLine(l.Name), Title: oneLine(l.Title), Online: l.online(),
+		VenueName: oneLine(l.VenueName), VenueAddress: oneLine(l.VenueAddress),
+		ManageURL: cleanURL(l.ManageURL), EventURL: cleanURL(l.EventURL), AgendaURL: cleanURL(l.AgendaURL),
+		UnsubscribeURL: cleanURL(l.UnsubscribeURL), Invite: invites(l),
+		Subject: oneLine(l.Subject), In: reminderIn(lang, l.Offset),
 	}
-	d.When = l.span(ev.StartsAt, ev.EndsAt, zone(ev.Timezone))
-	if d.Online && reg.Timezone != "" && reg.Timezone != ev.Timezone {
-		if loc, err := time.LoadLocation(reg.Timezone); err == nil {
-			if local := l.span(ev.StartsAt, ev.EndsAt, loc); local != d.When {
-				d.LocalWhen, d.LocalZone = local, reg.Timezone
+	// Join links are for online attendees whose seat is confirmed; a letter
+	// that leaves Status empty (reminders, notices) goes to them only.
+	joins := v.Online && (l.Status == "" || l.Status == events.StatusConfirmed)
+	if joins {
+		v.JoinURL = cleanURL(l.JoinURL)
+	}
+	if l.Kind == kindRejected && !slices.Contains(rejectionCodes, v.Reason) {
+		v.Note = collapse(v.Reason)
+	}
+	v.Mode = lang.T("email.mode_in_person")
+	if v.Online {
+		v.Mode = lang.T("email.mode_online")
+	}
+	v.data = map[string]any{"Title": v.Title, "Name": v.Name, "Mode": v.Mode, "In": v.In, "Subject": v.Subject}
+	switch v.Signature = oneLine(l.Signature); {
+	case v.Signature != "":
+	case t.signature != "":
+		v.Signature = t.signature
+	default:
+		v.Signature = v.T("email.signature")
+	}
+
+	eventLoc := zone(l.EventZone)
+	var localLoc *time.Location
+	if v.Online && l.LocalZone != "" && l.LocalZone != l.EventZone {
+		if loc, err := i18n.LoadZone(l.LocalZone); err == nil {
+			localLoc = loc
+		}
+	}
+	if !l.EventStart.IsZero() {
+		v.When = span(lang, l.EventStart, l.EventEnd, eventLoc)
+		if localLoc != nil {
+			if local := span(lang, l.EventStart, l.EventEnd, localLoc); local != v.When {
+				v.LocalWhen, v.LocalZone = local, l.LocalZone
 			}
 		}
 	}
-	return d
+	sessions := slices.Clone(l.Sessions)
+	slices.SortStableFunc(sessions, func(a, b sessionLine) int { return a.Start.Compare(b.Start) })
+	day := ""
+	for _, s := range sessions {
+		sv := v.session(s, eventLoc, localLoc, joins)
+		if sv.Day == day {
+			sv.Day = ""
+		} else {
+			day = sv.Day
+		}
+		v.Sessions = append(v.Sessions, sv)
+	}
+	v.Body, v.Paragraphs = body(l.Body)
+	return v
+}
+
+// reminderIn says how long before the start a reminder goes out, e.g. "in
+// 24 hours"; "" for none.
+func reminderIn(lang *i18n.Localizer, d time.Duration) string {
+	const day = 24 * time.Hour
+	switch {
+	case d <= 0:
+		return ""
+	case d%day == 0 && d >= 2*day: // "in 24 hours" rather than "in 1 day"
+		return lang.N("email.reminder.in_days", int(d/day), nil)
+	case d%time.Hour == 0:
+		return lang.N("email.reminder.in_hours", int(d/time.Hour), nil)
+	}
+	return lang.N("email.reminder.in_minutes", int((d+time.Minute-1)/time.Minute), nil)
+}
+
+func (v view) session(s sessionLine, eventLoc, localLoc *time.Location, joins bool) sessionView {
+	sv := sessionView{Title: oneLine(s.Title)}
+	if !s.Start.IsZero() {
+		sv.Day, sv.When = v.lang.Date(s.Start, eventLoc), clock(v.lang, s.Start, s.End, eventLoc)
+		if localLoc != nil {
+			local := clock(v.lang, s.Start, s.End, localLoc)
+			if v.lang.Date(s.Start, localLoc) != sv.Day {
+				local = span(v.lang, s.Start, s.End, localLoc)
+			}
+			if local != sv.When {
+				sv.LocalWhen = local
+			}
+		}
+	}
+	if !v.Online {
+		sv.Room = oneLine(s.Room)
+	}
+	cancelled := s.Cancelled || slices.Contains(s.Kinds, events.ChangeCancelled)
+	if joins && !cancelled {
+		sv.JoinURL = cleanURL(s.JoinURL)
+	}
+	if v.Kind != kindAgenda {
+		return sv
+	}
+	switch {
+	case cancelled:
+		sv.Mark = v.T("email.agenda_changed.cancelled")
+	case slices.Contains(s.Kinds, events.ChangeAdded):
+		sv.Mark = v.T("email.agenda_changed.added")
+	default:
+		sv.Mark = v.T("email.agenda_changed.changed")
+		sv.Changes = v.changes(s, eventLoc)
+	}
+	return sv
+}
+
+// changeWords name the changes a notice cannot show as old → new.
+var changeWords = map[string]string{
+	events.ChangeMoved: "agenda.change_time", events.ChangeRelocated: "agenda.change_room",
+	events.ChangeRenamed: "agenda.change_title",
+}
+
+// changes says what changed in a session, old → new where the notice has
+// the session as it was.
+func (v view) changes(s sessionLine, loc *time.Location) []string {
+	var out, vague []string
+	b := s.Before
+	for _, k := range s.Kinds {
+		switch {
+		case k == events.ChangeMoved && b != nil && !b.StartsAt.IsZero():
+			was, now := span(v.lang, b.StartsAt, b.EndsAt, loc), span(v.lang, s.Start, s.End, loc)
+			if v.lang.Date(b.StartsAt, loc) == v.lang.Date(s.Start, loc) { // the day heads the session
+				was, now = clock(v.lang, b.StartsAt, b.EndsAt, loc), clock(v.lang, s.Start, s.End, loc)
+			}
+			out = append(out, v.T("email.agenda_changed.time", "Before", was, "After", now))
+		case k == events.ChangeRelocated && b != nil:
+			out = append(out, v.T("email.agenda_changed.room", "Before", orDash(oneLine(b.Room)), "After", orDash(oneLine(s.Room))))
+		case k == events.ChangeRenamed && b != nil:
+			out = append(out, v.T("email.agenda_changed.renamed", "Before", oneLine(b.Title)))
+		case k == events.ChangeSpeakers:
+			out = append(out, v.T("email.agenda_changed.speakers"))
+		case k == events.ChangeFormat && slices.Contains([]string{events.FormatInPerson, events.FormatOnline, events.FormatHybrid}, s.Format):
+			out = append(out, v.T("email.agenda_changed.format", "Format", v.T("agenda.format_"+s.Format)))
+		case k == events.ChangeLink:
+			out = append(out, v.T("email.agenda_changed.link"))
+		case k == events.ChangeDetails:
+			out = append(out, v.T("email.agenda_changed.details"))
+		case changeWords[k] != "":
+			vague = append(vague, v.T(changeWords[k]))
+		}
+	}
+	if len(vague) > 0 {
+		out = append(out, v.T("email.agenda_changed.what", "What", strings.Join(vague, ", ")))
+	}
+	return out
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
+}
+
+// body keeps an organiser's message as written, its lines and paragraphs,
+// without control characters: the text, and its paragraphs for HTML.
+func body(s string) (string, [][]string) {
+	var paras [][]string
+	var cur []string
+	for line := range strings.SplitSeq(strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\r", "\n"), "\n") {
+		line = strings.TrimRight(plain(line), " ")
+		if strings.TrimSpace(line) == "" {
+			if cur != nil {
+				paras, cur = append(paras, cur), nil
+			}
+			continue
+		}
+		cur = append(cur, line)
+	}
+	if cur != nil {
+		paras = append(paras, cur)
+	}
+	texts := make([]string, len(paras))
+	for i, p := range paras {
+		texts[i] = strings.Join(p, "\n")
+	}
+	return strings.Join(texts, "\n\n"), paras
 }
 
 // zone loads an IANA zone; an unknown or empty one reads as UTC rather than
 // costing the participant the email.
 func zone(name string) *time.Location {
-	if loc, err := time.LoadLocation(name); err == nil && name != "" {
+	if loc, err := i18n.LoadZone(name); err == nil {
 		return loc
 	}
 	return time.UTC
 }
 
-// span formats an event's time, e.g. "Monday 9 November 2020, 09:00–17:30
-// CET", naming both days when it spans several.
-func (l *locale) span(start, end time.Time, loc *time.Location) string {
+// span formats an event's or session's time in lang, e.g. "Monday 9
+// November 2020, 09:00–17:30 CET", naming both days when it spans several.
+func span(lang *i18n.Localizer, start, end time.Time, loc *time.Location) string {
 	s, e := start.In(loc), end.In(loc)
-	first := l.day(s) + ", " + s.Format("15:04")
+	first := lang.Date(s, nil) + ", " + s.Format("15:04")
 	switch {
 	case end.IsZero() || !e.After(s):
-		return first + " " + s.Format("MST")
+		return lang.DateTime(s, nil)
 	case s.YearDay() == e.YearDay() && s.Year() == e.Year():
-		return first + "–" + e.Format("15:04 MST")
-	case s.Format("MST") != e.Format("MST"):
-		return first + " " + s.Format("MST") + " – " + l.day(e) + ", " + e.Format("15:04 MST")
+		return first + "–" + lang.Time(e, nil)
+	case zoneAbbr(s) != zoneAbbr(e): // summer time begins or ends
+		return lang.DateTime(s, nil) + " – " + lang.DateTime(e, nil)
 	}
-	return first + " – " + l.day(e) + ", " + e.Format("15:04 MST")
+	return first + " – " + lang.DateTime(e, nil)
 }
 
-func (l *locale) day(t time.Time) string {
-	return fmt.Sprintf("%s %d %s %d", l.names.weekdays[t.Weekday()], t.Day(), l.names.months[t.Month()-1], t.Year())
+// clock formats a session's time of day, e.g. "09:00–10:30 CET"; the whole
+// span when it ends on another day.
+func clock(lang *i18n.Localizer, start, end time.Time, loc *time.Location) string {
+	s, e := start.In(loc), end.In(loc)
+	switch {
+	case end.IsZero() || !e.After(s):
+		return lang.Time(s, nil)
+	case s.YearDay() != e.YearDay() || s.Year() != e.Year() || zoneAbbr(s) != zoneAbbr(e):
+		return span(lang, start, end, loc)
+	}
+	return s.Format("15:04") + "–" + lang.Time(e, nil)
+}
+
+func zoneAbbr(t time.Time) string {
+	name, _ := t.Zone()
+	return name
 }
 
 // invite is the confirmation's calendar file.
@@ -251,9 +477,9 @@ func invite(reg events.Registration, stamp time.Time) ([]byte, error) {
 	}
 	// Calendar entries get shared (with an assistant, a delegation), so the
 	// invite carries the public event page, never the personal manage link.
-	if ev.PublicURL != "" {
-		vev.SetDescription("Event page: " + oneLine(ev.PublicURL))
-		vev.SetURL(oneLine(ev.PublicURL))
+	if u := cleanURL(ev.PublicURL); u != "" {
+		vev.SetDescription("Event page: " + u)
+		vev.SetURL(u)
 	}
 	var b bytes.Buffer
 	if err := cal.SerializeTo(&b, ics.WithNewLineWindows); err != nil { // RFC 5545 lines end in CRLF
@@ -276,21 +502,51 @@ func joinNonEmpty(sep string, parts ...string) string {
 // LF above all) become spaces, runs of spaces one, and it is cut to 200
 // characters.
 func oneLine(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || r == '\u2028' || r == '\u2029' || r == '\u0085' {
-			return ' '
-		}
-		return r
-	}, s)
-	s = strings.Join(strings.Fields(s), " ")
+	s = collapse(s)
 	if r := []rune(s); len(r) > 200 {
 		s = string(r[:200])
 	}
 	return s
 }
 
+// collapse makes s one line of single spaces. Only ASCII spaces collapse:
+// a French no-break space before a colon stays.
+func collapse(s string) string {
+	return strings.Join(strings.FieldsFunc(plain(s), func(r rune) bool { return r == ' ' }), " ")
+}
+
+// plain turns control characters, line and paragraph separators included,
+// into spaces.
+func plain(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == '\u2028' || r == '\u2029' || r == '\u0085' {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+// maxURL bounds a link; far above any PUBLIC_URL plus a token, and a link
+// is never shortened below it, since a cut link does not work.
+const maxURL = 4096
+
+// cleanURL drops the spaces and control characters a link cannot hold (so
+// it stays one line) and refuses an absurdly long one, but never cuts it.
+func cleanURL(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsSpace(r) || unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+			return -1
+		}
+		return r
+	}, s)
+	if len(s) > maxURL {
+		return ""
+	}
+	return s
+}
+
 // tidyText drops the trailing spaces and repeated blank lines that template
-// actions leave behind.
+// actions leave behind. It never wraps lines, so links stay whole.
 func tidyText(s string) string {
 	var out []string
 	for line := range strings.SplitSeq(strings.ReplaceAll(s, "\r\n", "\n"), "\n") {

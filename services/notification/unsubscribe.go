@@ -1,0 +1,310 @@
+package notification
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/plenaryhq/plenary/pkg/i18n"
+	"github.com/plenaryhq/plenary/pkg/links"
+	"github.com/plenaryhq/plenary/pkg/store"
+	"github.com/plenaryhq/plenary/pkg/web"
+)
+
+// unsubscribedCollection lists who unsubscribed from an event's
+// announcements: one small document per event and address, inserted once
+// (a repeat is a duplicate, which is fine). The address is kept only as a
+// hash (addressKey); transactional emails never look here.
+const unsubscribedCollection = "unsubscribed"
+
+// Unsubscribe tokens are pkg/links tokens with a purpose of their own, over
+// the registration id: a manage or join token is no unsubscribe token, nor
+// the other way round.
+const (
+	unsubscribePurpose      = "unsubscribe"
+	unsubscribeTokenVersion = 1
+)
+
+// unsubscribeLinks makes and checks the one-click unsubscribe links.
+type unsubscribeLinks struct {
+	signer *links.Signer
+	public string
+}
+
+// newUnsubscribeLinks checks LINK_KEY and PUBLIC_URL.
+func newUnsubscribeLinks(cfg Config) (*unsubscribeLinks, error) {
+	if len(cfg.LinkKey) < links.MinKeyLen {
+		return nil, errors.New("notification: LINK_KEY must be set to a secret of at least 32 bytes (the registration service's key will do)")
+	}
+	public := strings.TrimRight(strings.TrimSpace(cfg.PublicURL), "/")
+	if public == "" {
+		public = "http://localhost:8080" // PUBLIC_URL's default, for a Config not read from the environment
+	}
+	if !web.ValidURL(public) {
+		return nil, fmt.Errorf("notification: PUBLIC_URL %q must be an absolute http:// or https:// URL", cfg.PublicURL)
+	}
+	signer, err := links.NewSigner([]byte(cfg.LinkKey))
+	if err != nil {
+		return nil, fmt.Errorf("notification: %w", err)
+	}
+	return &unsubscribeLinks{signer: signer, public: public}, nil
+}
+
+// url is registration regID's link out of its event's announcements.
+func (l *unsubscribeLinks) url(regID string) string {
+	return l.public + "/u/" + l.signer.Token(unsubscribePurpose, regID, unsubscribeTokenVersion)
+}
+
+// parse returns the registration an unsubscribe token was made for.
+func (l *unsubscribeLinks) parse(token string) (string, bool) {
+	id, v, err := l.signer.Parse(unsubscribePurpose, token)
+	return id, err == nil && v == unsubscribeTokenVersion
+}
+
+// addressKey stands for an address in the unsubscribed collection: the
+// same for any case or surrounding spaces, and not the address itself.
+func addressKey(addr string) string {
+	sum := sha256.Sum256([]byte(strings.ToLower(strings.TrimSpace(addr))))
+	return hex.EncodeToString(sum[:16])
+}
+
+// unsubscribedRecord is one address out of one event's announcements.
+type unsubscribedRecord struct {
+	ID             string    `bson:"_id"` // <event id>:<address key>
+	EventID        string    `bson:"event_id"`
+	RegistrationID string    `bson:"registration_id"`
+	At             time.Time `bson:"at"`
+}
+
+func unsubscribedID(eventID, addr string) string { return eventID + ":" + addressKey(addr) }
+
+// unsubscribes is the unsubscribed collection.
+type unsubscribes struct {
+	coll   *mongo.Collection
+	people *participants
+}
+
+func newUnsubscribes(db *mongo.Database, people *participants) *unsubscribes {
+	return &unsubscribes{coll: db.Collection(unsubscribedCollection), people: people}
+}
+
+func (u *unsubscribes) ensureIndexes(ctx context.Context) error {
+	return store.EnsureIndexes(ctx, u.coll.Database(),
+		store.Index{Collection: unsubscribedCollection, Keys: bson.D{{Key: "event_id", Value: 1}}},
+		store.Index{Collection: unsubscribedCollection, Keys: bson.D{{Key: "registration_id", Value: 1}}},
+	)
+}
+
+// add unsubscribes addr from the event's announcements; once is enough.
+func (u *unsubscribes) add(ctx context.Context, eventID, regID, addr string) error {
+	rec := unsubscribedRecord{ID: unsubscribedID(eventID, addr), EventID: eventID, RegistrationID: regID, At: time.Now().UTC()}
+	_, err := u.coll.InsertOne(ctx, rec)
+	if err = store.Translate(err); err != nil && !errors.Is(err, store.ErrDuplicate) {
+		return fmt.Errorf("unsubscribe registration[%s]: %w", regID, err)
+	}
+	return nil
+}
+
+// has reports whether addr unsubscribed from the event's announcements.
+func (u *unsubscribes) has(ctx context.Context, eventID, addr string) (bool, error) {
+	err := store.Translate(u.coll.FindOne(ctx, bson.D{{Key: "_id", Value: unsubscribedID(eventID, addr)}}).Err())
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// of returns the address keys unsubscribed from the event's announcements.
+func (u *unsubscribes) of(ctx context.Context, eventID string) (map[string]bool, error) {
+	cur, err := u.coll.Find(ctx, bson.D{{Key: "event_id", Value: eventID}}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("unsubscribed of event[%s]: %w", eventID, err)
+	}
+	var recs []unsubscribedRecord
+	if err := cur.All(ctx, &recs); err != nil {
+		return nil, fmt.Errorf("unsubscribed of event[%s]: %w", eventID, err)
+	}
+	out := make(map[string]bool, len(recs))
+	for _, r := range recs {
+		out[strings.TrimPrefix(r.ID, eventID+":")] = true
+	}
+	return out, nil
+}
+
+// forgetUnsubscribed deletes what a registration's unsubscribing left, for
+// its erasure: even hashed, an address is not to be kept.
+func forgetUnsubscribed(ctx context.Context, db *mongo.Database, regID string) error {
+	_, err := db.Collection(unsubscribedCollection).DeleteMany(ctx, bson.D{{Key: "registration_id", Value: regID}})
+	if err != nil {
+		return fmt.Errorf("forget unsubscribes of registration[%s]: %w", regID, err)
+	}
+	return nil
+}
+
+// registration returns the newest version of a registration in the
+// participants replica; false when there is none or it was erased.
+func (u *unsubscribes) registration(ctx context.Context, regID string) (participant, bool, error) {
+	cur, err := u.people.coll.Find(ctx, bson.D{{Key: "registration_id", Value: regID}})
+	if err != nil {
+		return participant{}, false, fmt.Errorf("registration[%s]: %w", regID, err)
+	}
+	var versions []participant
+	if err := cur.All(ctx, &versions); err != nil {
+		return participant{}, false, fmt.Errorf("registration[%s]: %w", regID, err)
+	}
+	var newest participant
+	for _, v := range versions {
+		if v.Erased {
+			return participant{}, false, nil
+		}
+		if v.Version > newest.Version {
+			newest = v
+		}
+	}
+	return newest, newest.RegistrationID != "", nil
+}
+
+// unsubscribePage answers GET /u/{token}: a page with a button. A GET never
+// unsubscribes: mail scanners and link previews fetch links unasked.
+func (a *api) unsubscribePage(c *fiber.Ctx) error {
+	p, ok, err := a.tokenHolder(c)
+	if err != nil || !ok {
+		return err
+	}
+	t := unsubscribeTexts(c, p.Locale)
+	if p.RegistrationID == "" {
+		return unsubscribeAnswer(c, http.StatusOK, t, "", t.Gone)
+	}
+	done, err := a.unsub.has(c.UserContext(), p.EventID, p.Email)
+	if err != nil {
+		return err
+	}
+	if done {
+		return unsubscribeAnswer(c, http.StatusOK, t, "", fmt.Sprintf(t.Done, p.Event.Title))
+	}
+	return unsubscribeAnswer(c, http.StatusOK, t, fmt.Sprintf(t.Question, p.Event.Title), "")
+}
+
+// unsubscribe answers POST /u/{token}, RFC 8058's one-click POST (body
+// List-Unsubscribe=One-Click) or the page's form: the address gets no more
+// of this event's announcements. Repeating it is harmless.
+func (a *api) unsubscribe(c *fiber.Ctx) error {
+	p, ok, err := a.tokenHolder(c)
+	if err != nil || !ok {
+		return err
+	}
+	t := unsubscribeTexts(c, p.Locale)
+	if p.RegistrationID == "" { // erased: it gets nothing anyway
+		return unsubscribeAnswer(c, http.StatusOK, t, "", t.Gone)
+	}
+	if err := a.unsub.add(c.UserContext(), p.EventID, p.RegistrationID, p.Email); err != nil {
+		return err
+	}
+	a.log.Info("unsubscribed from announcements", "event_id", p.EventID, "registration_id", p.RegistrationID)
+	return unsubscribeAnswer(c, http.StatusOK, t, "", fmt.Sprintf(t.Done, p.Event.Title))
+}
+
+// tokenHolder checks the token of /u/{token} and finds its registration
+// (empty if erased since). A token that is not valid is answered 404 here,
+// and never logged.
+func (a *api) tokenHolder(c *fiber.Ctx) (participant, bool, error) {
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	c.Set("X-Robots-Tag", "noindex")
+	regID, ok := a.links.parse(c.Params("token"))
+	if !ok {
+		t := unsubscribeTexts(c, "")
+		return participant{}, false, unsubscribeAnswer(c, http.StatusNotFound, t, "", t.Invalid)
+	}
+	p, _, err := a.unsub.registration(c.UserContext(), regID)
+	return p, true, err
+}
+
+// unsubscribeText is the unsubscribe page in one language; Question and
+// Done take the event's title.
+type unsubscribeText struct {
+	Lang, Title, Question, Button, Done, Gone, Note, Invalid string
+}
+
+// unsubscribeTexts are the page's words in each language emails are
+// written in. (They belong in pkg/i18n's catalogs once those take
+// notification's messages.)
+var unsubscribeTextsByLang = map[string]unsubscribeText{
+	"en": {Title: "Unsubscribe from announcements", Question: "Stop receiving announcements from the organisers of “%s”?",
+		Button: "Unsubscribe", Done: "Done: you will receive no more announcements about “%s”.", Gone: "You will receive no more announcements.",
+		Note:    "Emails about your own registration (confirmation, changes, reminders with your link) still come.",
+		Invalid: "This link is not valid. Check that you opened the whole link from the email."},
+	"fr": {Title: "Se désabonner des annonces", Question: "Ne plus recevoir les annonces des organisateurs de « %s » ?",
+		Button: "Se désabonner", Done: "C’est fait : vous ne recevrez plus d’annonces concernant « %s ».", Gone: "Vous ne recevrez plus d’annonces.",
+		Note:    "Les e-mails concernant votre inscription (confirmation, changements, rappels avec votre lien) continuent d’arriver.",
+		Invalid: "Ce lien n’est pas valide. Vérifiez que vous avez ouvert le lien complet de l’e-mail."},
+	"de": {Title: "Ankündigungen abbestellen", Question: "Keine Ankündigungen der Veranstalter von „%s“ mehr erhalten?",
+		Button: "Abbestellen", Done: "Erledigt: Sie erhalten keine Ankündigungen zu „%s“ mehr.", Gone: "Sie erhalten keine Ankündigungen mehr.",
+		Note:    "E-Mails zu Ihrer Anmeldung (Bestätigung, Änderungen, Erinnerungen mit Ihrem Link) erhalten Sie weiterhin.",
+		Invalid: "Dieser Link ist ungültig. Prüfen Sie, ob Sie den ganzen Link aus der E-Mail geöffnet haben."},
+	"it": {Title: "Annulla l’iscrizione agli annunci", Question: "Non ricevere più gli annunci degli organizzatori di «%s»?",
+		Button: "Annulla l’iscrizione", Done: "Fatto: non riceverai più annunci su «%s».", Gone: "Non riceverai più annunci.",
+		Note:    "Le email sulla tua registrazione (conferma, modifiche, promemoria con il tuo link) continueranno ad arrivare.",
+		Invalid: "Questo link non è valido. Controlla di aver aperto il link completo dall’email."},
+	"ru": {Title: "Отписаться от объявлений", Question: "Больше не получать объявления организаторов «%s»?",
+		Button: "Отписаться", Done: "Готово: вы больше не будете получать объявления о «%s».", Gone: "Вы больше не будете получать объявления.",
+		Note:    "Письма о вашей регистрации (подтверждение, изменения, напоминания с вашей ссылкой) будут приходить по-прежнему.",
+		Invalid: "Эта ссылка недействительна. Проверьте, что вы открыли ссылку из письма целиком."},
+	"es": {Title: "Darse de baja de los anuncios", Question: "¿Dejar de recibir los anuncios de los organizadores de «%s»?",
+		Button: "Darme de baja", Done: "Hecho: ya no recibirá anuncios sobre «%s».", Gone: "Ya no recibirá más anuncios.",
+		Note:    "Los correos sobre su inscripción (confirmación, cambios, recordatorios con su enlace) seguirán llegando.",
+		Invalid: "Este enlace no es válido. Compruebe que ha abierto el enlace completo del correo."},
+}
+
+// unsubscribeTexts picks the participant's language, else the browser's,
+// else English.
+func unsubscribeTexts(c *fiber.Ctx, locale string) unsubscribeText {
+	base, _, _ := strings.Cut(strings.ToLower(strings.ReplaceAll(locale, "_", "-")), "-")
+	if _, ok := unsubscribeTextsByLang[base]; !ok {
+		base = c.AcceptsLanguages(i18n.Supported...)
+	}
+	t, ok := unsubscribeTextsByLang[base]
+	if !ok {
+		base, t = "en", unsubscribeTextsByLang["en"]
+	}
+	t.Lang = base
+	return t
+}
+
+var unsubscribeHTML = template.Must(template.New("u").Parse(`<!doctype html>
+<html lang="{{.T.Lang}}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex"><title>{{.T.Title}}</title>
+<style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;line-height:1.5}button{font:inherit;padding:.5rem 1.2rem}</style>
+</head><body><main><h1>{{.T.Title}}</h1>
+{{if .Question}}<p>{{.Question}}</p>
+<form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click"><button type="submit">{{.T.Button}}</button></form>
+{{else}}<p>{{.Message}}</p>{{end}}
+{{if ne .Message .T.Invalid}}<p>{{.T.Note}}</p>{{end}}
+</main></body></html>
+`))
+
+// unsubscribeAnswer writes the page: the question with its button, or a
+// message. The form posts to the page's own address.
+func unsubscribeAnswer(c *fiber.Ctx, status int, t unsubscribeText, question, message string) error {
+	var b bytes.Buffer
+	data := struct {
+		T                 unsubscribeText
+		Question, Message string
+	}{t, question, message}
+	if err := unsubscribeHTML.Execute(&b, data); err != nil {
+		return err
+	}
+	c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
+	return c.Status(status).Send(b.Bytes())
+}
