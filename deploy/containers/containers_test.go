@@ -128,8 +128,10 @@ func startStack(t *testing.T) *stack {
 	reg := service("registration", "8081", map[string]string{
 		"PUBLIC_URL": "http://plenary.test", "LINK_KEY": strings.Repeat("k", 32),
 	})
-	service("agenda", "8082", nil)
-	notif := service("notification", "8083", nil)
+	service("agenda", "8082", map[string]string{"PUBLIC_URL": "http://plenary.test"})
+	notif := service("notification", "8083", map[string]string{
+		"PUBLIC_URL": "http://plenary.test", "LINK_KEY": strings.Repeat("k", 32),
+	})
 	s.mailer = service("mailer", "8084", map[string]string{"SMTP_ADDR": "mailpit:1025", "SMTP_TLS": "none"})
 	s.registration, s.notification = s.url(reg, "8081/tcp"), s.url(notif, "8083/tcp")
 	return s
