@@ -108,26 +108,11 @@ func (c *ConsumerConfig) defaults() {
 // go out, so nothing is left to the ack timeout).
 func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, handler Handler) error {
 	cfg.defaults()
-	cons, err := b.JS.CreateOrUpdateConsumer(ctx, cfg.Stream, jetstream.ConsumerConfig{
-		Durable:        cfg.Durable,
-		FilterSubjects: cfg.FilterSubjects,
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        cfg.AckWait,
-		MaxDeliver:     cfg.MaxDeliver,
-		MaxAckPending:  cfg.MaxAckPending,
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil // shut down while starting
-		}
-		return fmt.Errorf("bus: consumer %s/%s: %w", cfg.Stream, cfg.Durable, err)
+	cons, stop, err := b.durable(ctx, cfg)
+	if err != nil || cons == nil {
+		return err
 	}
-	watch, err := b.watchMaxDeliveries(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("bus: watch max deliveries of %s/%s: %w", cfg.Stream, cfg.Durable, err)
-	}
-	defer func() { _ = watch.Unsubscribe() }()
+	defer stop()
 
 	// Pull only as many messages as there are idle workers, so nothing sits
 	// in a client-side buffer at shutdown waiting for its ack timeout.
@@ -173,6 +158,32 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, handler Handler) 
 			}
 		}
 	}
+}
+
+// durable creates or updates cfg's durable consumer and watches its
+// max-deliveries advisories until stop is called. A nil consumer and no
+// error mean the service shut down while starting.
+func (b *Bus) durable(ctx context.Context, cfg ConsumerConfig) (cons jetstream.Consumer, stop func(), err error) {
+	cons, err = b.JS.CreateOrUpdateConsumer(ctx, cfg.Stream, jetstream.ConsumerConfig{
+		Durable:        cfg.Durable,
+		FilterSubjects: cfg.FilterSubjects,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        cfg.AckWait,
+		MaxDeliver:     cfg.MaxDeliver,
+		MaxAckPending:  cfg.MaxAckPending,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, nil, nil
+		}
+		return nil, nil, fmt.Errorf("bus: consumer %s/%s: %w", cfg.Stream, cfg.Durable, err)
+	}
+	watch, err := b.watchMaxDeliveries(ctx, cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("bus: watch max deliveries of %s/%s: %w", cfg.Stream, cfg.Durable, err)
+	}
+	return cons, func() { _ = watch.Unsubscribe() }, nil
 }
 
 // pull takes up to n messages that are ready now or, when none are, waits up

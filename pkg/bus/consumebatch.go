@@ -41,26 +41,11 @@ func (b *Bus) ConsumeBatch(ctx context.Context, cfg ConsumerConfig, size int, li
 		size = 1
 	}
 	cfg.MaxAckPending = max(cfg.MaxAckPending, size*cfg.Workers)
-	cons, err := b.JS.CreateOrUpdateConsumer(ctx, cfg.Stream, jetstream.ConsumerConfig{
-		Durable:        cfg.Durable,
-		FilterSubjects: cfg.FilterSubjects,
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        cfg.AckWait,
-		MaxDeliver:     cfg.MaxDeliver,
-		MaxAckPending:  cfg.MaxAckPending,
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("bus: consumer %s/%s: %w", cfg.Stream, cfg.Durable, err)
+	cons, stop, err := b.durable(ctx, cfg)
+	if err != nil || cons == nil {
+		return err
 	}
-	watch, err := b.watchMaxDeliveries(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("bus: watch max deliveries of %s/%s: %w", cfg.Stream, cfg.Durable, err)
-	}
-	defer func() { _ = watch.Unsubscribe() }()
+	defer stop()
 
 	work := context.WithoutCancel(ctx)
 	sem := make(chan struct{}, cfg.Workers)

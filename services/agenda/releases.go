@@ -147,27 +147,32 @@ var errTooLarge = web.Problem(http.StatusUnprocessableEntity, "agenda_too_large"
 // which would make a large agenda too big for one message (the public
 // views have them).
 func announced(rel *events.Release) *events.Release {
+	return withSessions(rel, func(s *events.Session) { s.Abstract = "" })
+}
+
+// withSessions is a copy of rel with edit applied to a copy of every
+// session in it, those of the diff included.
+func withSessions(rel *events.Release, edit func(*events.Session)) *events.Release {
 	out := *rel
 	out.Sessions = make([]events.Session, len(rel.Sessions))
 	for i, s := range rel.Sessions {
-		s.Abstract = ""
+		edit(&s)
 		out.Sessions[i] = s
+	}
+	copyOf := func(s *events.Session) *events.Session {
+		if s == nil {
+			return nil
+		}
+		c := *s
+		edit(&c)
+		return &c
 	}
 	out.Changes = make([]events.SessionChange, len(rel.Changes))
 	for i, c := range rel.Changes {
-		c.Before, c.After = noAbstract(c.Before), noAbstract(c.After)
+		c.Before, c.After = copyOf(c.Before), copyOf(c.After)
 		out.Changes[i] = c
 	}
 	return &out
-}
-
-func noAbstract(s *events.Session) *events.Session {
-	if s == nil {
-		return nil
-	}
-	c := *s
-	c.Abstract = ""
-	return &c
 }
 
 // applyRelease inserts a release. A duplicate is fine if it is this
@@ -198,26 +203,7 @@ func (a *agenda) applyRelease(ctx context.Context, e *store.Entry) error {
 // public is a release as anyone may see it: no meeting URLs (the way in is
 // the participant's personal join link) and no organiser names.
 func public(rel *events.Release) *events.Release {
-	out := *rel
+	out := withSessions(rel, func(s *events.Session) { s.JoinURL = "" })
 	out.PublishedBy = ""
-	out.Sessions = make([]events.Session, len(rel.Sessions))
-	for i, s := range rel.Sessions {
-		s.JoinURL = ""
-		out.Sessions[i] = s
-	}
-	out.Changes = make([]events.SessionChange, len(rel.Changes))
-	for i, c := range rel.Changes {
-		c.Before, c.After = noLink(c.Before), noLink(c.After)
-		out.Changes[i] = c
-	}
-	return &out
-}
-
-func noLink(s *events.Session) *events.Session {
-	if s == nil {
-		return nil
-	}
-	c := *s
-	c.JoinURL = ""
-	return &c
+	return out
 }

@@ -262,7 +262,7 @@ func (a *api) announce(c *fiber.Ctx) error {
 	if err := req.validate(); err != nil {
 		return err
 	}
-	key, err := idempotencyKey(c)
+	key, err := web.IdempotencyKey(c)
 	if err != nil {
 		return err
 	}

@@ -2,8 +2,6 @@ package notification
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -265,7 +263,7 @@ func (a *api) getEmail(c *fiber.Ctx) error {
 // one resend.
 func (a *api) resend(c *fiber.Ctx) error {
 	ctx, id := c.UserContext(), c.Params("id")
-	key, err := idempotencyKey(c)
+	key, err := web.IdempotencyKey(c)
 	if err != nil {
 		return err
 	}
@@ -396,22 +394,3 @@ func (a *api) replayDeadLetters(c *fiber.Ctx) error {
 	})
 }
 
-// idempotencyKey returns the request's Idempotency-Key scoped to its path
-// and body (as the registration service does), so that two requests that
-// happen to share a key never stand for each other.
-func idempotencyKey(c *fiber.Ctx) (string, error) {
-	k := c.Get("Idempotency-Key")
-	if k == "" {
-		return "", nil
-	}
-	if len(k) > 255 {
-		return "", web.BadRequest("Idempotency-Key must be at most 255 characters")
-	}
-	h := sha256.New()
-	h.Write([]byte(k))
-	h.Write([]byte{0})
-	h.Write([]byte(c.Path()))
-	h.Write([]byte{0})
-	h.Write(c.Body())
-	return hex.EncodeToString(h.Sum(nil)), nil
-}

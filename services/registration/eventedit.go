@@ -36,7 +36,7 @@ func (r *registrar) handleUpdateEvent(c *fiber.Ctx) error {
 			return web.Conflict("slug_taken", fmt.Sprintf("an event with slug %q already exists; choose another slug", next.Slug))
 		}
 	}
-	key, err := idempotencyKey(c)
+	key, err := web.IdempotencyKey(c)
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,6 @@
 package registration
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -72,27 +70,7 @@ func (r *registrar) registrationGuards() []fiber.Handler {
 	}
 }
 
-// idempotencyKey returns the request's Idempotency-Key scoped to its path
-// and body, so two clients that happen to choose the same key (a counter,
-// say) never have each other's request dropped as a duplicate.
-func idempotencyKey(c *fiber.Ctx) (string, error) {
-	k := c.Get(idempotencyHeader)
-	if k == "" {
-		return "", nil
-	}
-	if len(k) > 255 {
-		return "", web.BadRequest("Idempotency-Key must be at most 255 characters")
-	}
-	h := sha256.New()
-	h.Write([]byte(k))
-	h.Write([]byte{0})
-	h.Write([]byte(c.Path()))
-	h.Write([]byte{0})
-	h.Write(c.Body())
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
 
-const idempotencyHeader = "Idempotency-Key"
 
 // emailOf reads the address a registration is for the way its handler
 // will: the form route parses the body as a form whatever it claims to be,
@@ -212,7 +190,7 @@ func (r *registrar) handleRegister(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	key, err := idempotencyKey(c)
+	key, err := web.IdempotencyKey(c)
 	if err != nil {
 		return err
 	}

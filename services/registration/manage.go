@@ -229,7 +229,7 @@ func (l *resendLimiter) allow(id string) bool {
 // No answer in time is a 202 (errNoAnswer); a refusal its problem.
 func (r *registrar) participantAsk(c *fiber.Ctx, reg *Registration, req *request) error {
 	req.EventID, req.RegID, req.LinkVersion = reg.EventID, reg.ID, reg.LinkVersion
-	key, err := idempotencyKey(c)
+	key, err := web.IdempotencyKey(c)
 	if err != nil {
 		return err
 	}
@@ -305,7 +305,7 @@ func (r *registrar) handleOrganizerAction(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	key, err := idempotencyKey(c)
+	key, err := web.IdempotencyKey(c)
 	if err != nil {
 		return err
 	}

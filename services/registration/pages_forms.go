@@ -87,7 +87,7 @@ func (r *registrar) pageRegister(c *fiber.Ctx) error {
 	if err != nil {
 		return r.renderEventPage(c, l, ev, http.StatusUnprocessableEntity, form, err, false)
 	}
-	key, err := idempotencyKey(c)
+	key, err := web.IdempotencyKey(c)
 	if err != nil {
 		return err
 	}
