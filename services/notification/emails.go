@@ -133,6 +133,26 @@ func (s *emailStore) claim(ctx context.Context, r emailRecord) error {
 	return nil
 }
 
+// getMany returns the records with the ids that exist, by id: one query.
+func (s *emailStore) getMany(ctx context.Context, ids []string) (map[string]emailRecord, error) {
+	out := map[string]emailRecord{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	cur, err := s.emails.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+	if err != nil {
+		return nil, fmt.Errorf("get %d email jobs: %w", len(ids), store.Translate(err))
+	}
+	var recs []emailRecord
+	if err := cur.All(ctx, &recs); err != nil {
+		return nil, fmt.Errorf("get %d email jobs: %w", len(ids), store.Translate(err))
+	}
+	for _, r := range recs {
+		out[r.ID] = r
+	}
+	return out, nil
+}
+
 // get returns the record with id, or store.ErrNotFound.
 func (s *emailStore) get(ctx context.Context, id string) (emailRecord, error) {
 	var r emailRecord

@@ -393,4 +393,3 @@ func (a *api) replayDeadLetters(c *fiber.Ctx) error {
 		"replayed": len(ids), "skipped_unsubscribed": skipped, "ids": ids[:min(len(ids), deadLettersMax)],
 	})
 }
-

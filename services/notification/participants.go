@@ -50,53 +50,82 @@ func participantOf(reg events.Registration, at time.Time) participant {
 	}
 }
 
-// tombstoneID marks an erased registration: no version of it is ever kept
-// again, whatever arrives late.
-func tombstoneID(regID string) string { return regID + ":erased" }
+// erasedCollection lists erased registrations, one small document each:
+// no version of them is kept again, whatever arrives late. It is small, so
+// looking a batch's registrations up in it is cheap even on FerretDB.
+const erasedCollection = "erased"
+
+type erasure struct {
+	ID      string    `bson:"_id"` // the registration id
+	EventID string    `bson:"event_id,omitempty"`
+	At      time.Time `bson:"at"`
+}
 
 type participants struct {
 	coll   *mongo.Collection
+	erased *mongo.Collection
 	emails *emailStore
 }
 
 func newParticipants(db *mongo.Database, emails *emailStore) *participants {
-	return &participants{coll: db.Collection(participantsCollection), emails: emails}
+	return &participants{coll: db.Collection(participantsCollection), erased: db.Collection(erasedCollection), emails: emails}
 }
 
 func (p *participants) ensureIndexes(ctx context.Context) error {
 	return store.EnsureIndexes(ctx, p.coll.Database(),
 		store.Index{Collection: participantsCollection, Keys: bson.D{{Key: "event_id", Value: 1}}},
 		store.Index{Collection: participantsCollection, Keys: bson.D{{Key: "registration_id", Value: 1}}},
+		store.Index{Collection: erasedCollection, Keys: bson.D{{Key: "event_id", Value: 1}}},
+		store.Index{Collection: emailsCollection, Keys: bson.D{{Key: "registration_id", Value: 1}}},
 	)
 }
 
-// record inserts versions, ignoring those already held. redelivered lists
-// registrations seen again after a failure: a version of one erased
-// meanwhile must not bring its name back, so those are checked.
-func (p *participants) record(ctx context.Context, vs []participant, redelivered []string) error {
+// record inserts versions, ignoring those already held. A version of a
+// registration erased meanwhile (a redelivery after the erasure) must not
+// bring its name back: such registrations are erased again.
+func (p *participants) record(ctx context.Context, vs []participant) error {
 	if len(vs) == 0 {
 		return nil
 	}
 	docs := make([]any, len(vs))
+	ids := make([]string, len(vs))
 	for i := range vs {
-		docs[i] = vs[i]
+		docs[i], ids[i] = vs[i], vs[i].RegistrationID
 	}
 	_, err := p.coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
 	if err != nil && !onlyDuplicates(err) {
 		return fmt.Errorf("record %d participants: %w", len(vs), store.Translate(err))
 	}
-	for _, id := range redelivered {
-		err := p.coll.FindOne(ctx, bson.D{{Key: "_id", Value: tombstoneID(id)}}).Err()
-		if err = store.Translate(err); errors.Is(err, store.ErrNotFound) {
-			continue
-		} else if err != nil {
-			return err
-		}
-		if err := p.erase(ctx, id); err != nil {
+	erased, err := p.erasedAmong(ctx, ids)
+	if err != nil {
+		return err
+	}
+	for id := range erased {
+		if err := p.erase(ctx, id, ""); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// erasedAmong returns which of the registrations are erased.
+func (p *participants) erasedAmong(ctx context.Context, regIDs []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	if len(regIDs) == 0 {
+		return out, nil
+	}
+	cur, err := p.erased.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: regIDs}}}})
+	if err != nil {
+		return nil, fmt.Errorf("erased registrations: %w", store.Translate(err))
+	}
+	var found []erasure
+	if err := cur.All(ctx, &found); err != nil {
+		return nil, fmt.Errorf("erased registrations: %w", store.Translate(err))
+	}
+	for _, e := range found {
+		out[e.ID] = true
+	}
+	return out, nil
 }
 
 // onlyDuplicates reports whether an unordered InsertMany failed only on
@@ -114,16 +143,16 @@ func onlyDuplicates(err error) bool {
 	return true
 }
 
-// erase forgets a registration: a tombstone first, so nothing of it is
-// kept again, then every version of it and every email to it (the log's
-// statuses name no address). Repeating it is harmless.
-func (p *participants) erase(ctx context.Context, regID string) error {
-	_, err := p.coll.InsertOne(ctx, participant{ID: tombstoneID(regID), RegistrationID: regID, Erased: true, At: time.Now().UTC()})
+// erase forgets a registration: its erasure is recorded first, so nothing
+// of it is kept again, then every version of it, every email to it (the
+// log's statuses name no address) and its unsubscribe record. Repeating
+// it is harmless.
+func (p *participants) erase(ctx context.Context, regID, eventID string) error {
+	_, err := p.erased.InsertOne(ctx, erasure{ID: regID, EventID: eventID, At: time.Now().UTC()})
 	if err = store.Translate(err); err != nil && !errors.Is(err, store.ErrDuplicate) {
 		return fmt.Errorf("erase registration[%s]: %w", regID, err)
 	}
-	filter := bson.D{{Key: "registration_id", Value: regID}, {Key: "erased", Value: bson.D{{Key: "$ne", Value: true}}}}
-	if _, err := p.coll.DeleteMany(ctx, filter); err != nil {
+	if _, err := p.coll.DeleteMany(ctx, bson.D{{Key: "registration_id", Value: regID}}); err != nil {
 		return fmt.Errorf("erase registration[%s]: %w", regID, err)
 	}
 	if _, err := p.emails.emails.DeleteMany(ctx, bson.D{{Key: "registration_id", Value: regID}}); err != nil {
@@ -153,9 +182,17 @@ func (p *participants) current(ctx context.Context, eventID string) ([]participa
 			out[i] = v
 		}
 	}
+	ids := make([]string, len(out))
+	for i, v := range out {
+		ids[i] = v.RegistrationID
+	}
+	erased, err := p.erasedAmong(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
 	kept := out[:0]
 	for _, v := range out {
-		if !v.Erased {
+		if !v.Erased && !erased[v.RegistrationID] {
 			kept = append(kept, v)
 		}
 	}

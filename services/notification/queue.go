@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -78,14 +77,28 @@ func (n *notifier) queue(ctx context.Context, recs []emailRecord) []error {
 			n.jobs.WithLabelValues(recs[i].Kind, "queued").Inc()
 		}
 	}
-	for i, r := range recs {
+	var again []int
+	for i := range recs {
 		if dup[i] {
-			log := bus.Log(ctx, n.log).With("job_id", r.ID, "event_id", r.EventID, "kind", r.Kind)
-			errs[i] = n.replay(ctx, log, r.ID)
+			again = append(again, i)
+		}
+	}
+	if len(again) > 0 {
+		ids := make([]string, len(again))
+		for j, i := range again {
+			ids[j] = recs[i].ID
+		}
+		for j, err := range n.replay(ctx, ids) {
+			errs[again[j]] = err
 		}
 	}
 	return errs
 }
+
+// HeaderRepublished marks a mail job published again past the duplicate
+// window: a new message to NATS, so the mailer looks it up in its sent
+// ledger even on a first delivery.
+const HeaderRepublished = "Plenary-Republished"
 
 // jobMsg is the record's mail job, ready for PublishBatch.
 func jobMsg(ctx context.Context, r emailRecord) (*nats.Msg, error) {
@@ -99,40 +112,62 @@ func jobMsg(ctx context.Context, r emailRecord) (*nats.Msg, error) {
 	return bus.EnvelopeMsg(env.Traced(ctx))
 }
 
-// replay publishes a claimed email's job again. Within the stream's duplicate
-// window NATS drops the repeat. Past it, a repeat would be a new job, so it
-// is published only if the mailer never reported on the job: then the first
-// publish was lost (or the job still waits in the queue, the rare case in
-// which this sends a duplicate).
-func (n *notifier) replay(ctx context.Context, log *slog.Logger, id string) error {
-	rec, err := n.emails.get(ctx, id)
+// replay publishes claimed emails' jobs again, all at once: one lookup of
+// the records, one of their statuses, one batch publish. Within the
+// stream's duplicate window NATS drops a repeat. Past it, a repeat would be
+// a new job, so it is published only if the mailer never reported on it
+// (the first publish was lost, or the job still waits in the queue: marked
+// republished, the mailer checks its ledger before sending it).
+func (n *notifier) replay(ctx context.Context, ids []string) []error {
+	errs := make([]error, len(ids))
+	recs, err := n.emails.getMany(ctx, ids)
 	if err != nil {
-		return err
+		return bus.ErrBatch(len(ids), err)
 	}
-	if time.Since(rec.CreatedAt) > events.DuplicateWindow-time.Minute {
-		reported, err := n.emails.statusesOf(ctx, id)
-		if err != nil {
-			return err
+	var old []string
+	for _, r := range recs {
+		if time.Since(r.CreatedAt) > events.DuplicateWindow-time.Minute {
+			old = append(old, r.ID)
+		}
+	}
+	reported, err := n.emails.statusesOf(ctx, old...)
+	if err != nil {
+		return bus.ErrBatch(len(ids), err)
+	}
+	var msgs []*nats.Msg
+	var sent []int
+	for i, id := range ids {
+		r, ok := recs[id]
+		if !ok {
+			continue // erased since: nothing to send
 		}
 		if len(reported[id]) > 0 {
-			n.jobs.WithLabelValues(rec.Kind, "already_handled").Inc()
-			log.Info("email already handled; not queued again")
-			return nil
+			n.jobs.WithLabelValues(r.Kind, "already_handled").Inc()
+			continue
 		}
+		msg, err := jobMsg(ctx, r)
+		if err != nil {
+			errs[i] = bus.Permanent(err)
+			continue
+		}
+		if time.Since(r.CreatedAt) > events.DuplicateWindow-time.Minute {
+			msg.Header.Set(HeaderRepublished, "1")
+		}
+		msgs = append(msgs, msg)
+		sent = append(sent, i)
 	}
-	if err := n.publish(ctx, rec); err != nil {
-		return err
+	if err := n.bus.PublishBatch(ctx, msgs); err != nil {
+		for _, i := range sent {
+			errs[i] = err
+		}
+		return errs
 	}
-	n.jobs.WithLabelValues(rec.Kind, "republished").Inc()
-	log.Info("email claimed before; job published again")
-	return nil
+	for _, i := range sent {
+		n.jobs.WithLabelValues(recs[ids[i]].Kind, "republished").Inc()
+	}
+	if len(sent) > 0 {
+		n.log.Info("emails claimed before; jobs published again", "count", len(sent))
+	}
+	return errs
 }
 
-// publish puts one record's job on the MAIL stream.
-func (n *notifier) publish(ctx context.Context, rec emailRecord) error {
-	msg, err := jobMsg(ctx, rec)
-	if err != nil {
-		return bus.Permanent(err)
-	}
-	return n.bus.PublishBatch(ctx, []*nats.Msg{msg})
-}

@@ -122,10 +122,11 @@ func newNotifier(deps *service.Deps, emails *emailStore, people *participants, t
 // (queue). An erasure forgets the registration here too.
 func (n *notifier) handleRegistrations(ctx context.Context, ds []bus.Delivery) []error {
 	errs := make([]error, len(ds))
-	var versions []participant
-	var redelivered []string
-	var recs []emailRecord
-	var owner []int // recs[i] is for ds[owner[i]]
+	// Erasures first in mind, last in deed: a registration erased in this
+	// batch gets no version kept and no email from the messages before its
+	// erasure, and the erasure runs after the batch's writes.
+	regs := make([]*events.Registration, len(ds))
+	erased := map[string]string{} // registration → event
 	for i, d := range ds {
 		if !strings.HasPrefix(d.Envelope.Type, "registration.v1.registration.") {
 			continue // events and attendance: not ours here
@@ -140,16 +141,23 @@ func (n *notifier) handleRegistrations(ctx context.Context, ds []bus.Delivery) [
 			continue
 		}
 		if d.Envelope.Type == events.RegistrationErased {
-			if err := n.people.erase(ctx, reg.ID); err != nil {
-				errs[i] = err
-			}
+			erased[reg.ID] = reg.EventID
 			continue
 		}
-		versions = append(versions, participantOf(reg, d.Envelope.Time))
-		if d.Attempt > 1 {
-			redelivered = append(redelivered, reg.ID)
+		regs[i] = &reg
+	}
+	var versions []participant
+	var recs []emailRecord
+	var owner []int // recs[j] is for ds[owner[j]]
+	for i, reg := range regs {
+		if reg == nil {
+			continue
 		}
-		rec, ok, err := n.registrationEmail(d, reg)
+		if _, gone := erased[reg.ID]; gone {
+			continue
+		}
+		versions = append(versions, participantOf(*reg, ds[i].Envelope.Time))
+		rec, ok, err := n.registrationEmail(ds[i], *reg)
 		switch {
 		case err != nil:
 			errs[i] = err
@@ -158,12 +166,22 @@ func (n *notifier) handleRegistrations(ctx context.Context, ds []bus.Delivery) [
 			owner = append(owner, i)
 		}
 	}
-	if err := n.people.record(ctx, versions, redelivered); err != nil {
+	if err := n.people.record(ctx, versions); err != nil {
 		return bus.ErrBatch(len(ds), err)
 	}
 	for j, err := range n.queue(ctx, recs) {
 		if err != nil {
 			errs[owner[j]] = err
+		}
+	}
+	for i, d := range ds {
+		if d.Envelope.Type != events.RegistrationErased || errs[i] != nil {
+			continue
+		}
+		var reg events.Registration
+		_ = d.Envelope.Decode(&reg)
+		if err := n.people.erase(ctx, reg.ID, erased[reg.ID]); err != nil {
+			errs[i] = err
 		}
 	}
 	return errs

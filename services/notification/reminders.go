@@ -366,8 +366,16 @@ func publicSite(raw string) (*url.URL, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("PUBLIC_URL %q is not an http(s) URL such as https://plenary.example.org", raw)
 	}
+	// The unsubscribe link goes into a List-Unsubscribe header, which the
+	// mailer keeps under 900 bytes: a longer base would fail every
+	// announcement.
+	if len(u.String()) > maxPublicURL {
+		return nil, fmt.Errorf("PUBLIC_URL is %d characters long; at most %d fit the List-Unsubscribe header of announcements", len(u.String()), maxPublicURL)
+	}
 	return u, nil
 }
+
+const maxPublicURL = 600
 
 // agendaURL is the event's public agenda page.
 func (s *scheduler) agendaURL(slug string) string {
@@ -459,22 +467,13 @@ func (s *scheduler) forgetErased(ctx context.Context, regIDs []string) error {
 	if len(regIDs) == 0 {
 		return nil
 	}
-	cur, err := s.n.people.coll.Find(ctx, bson.D{{Key: "erased", Value: true}},
-		options.Find().SetProjection(bson.D{{Key: "registration_id", Value: 1}}))
+	erased, err := s.n.people.erasedAmong(ctx, regIDs)
 	if err != nil {
-		return fmt.Errorf("erased registrations: %w", store.Translate(err))
-	}
-	var stones []participant
-	if err := cur.All(ctx, &stones); err != nil {
-		return fmt.Errorf("erased registrations: %w", store.Translate(err))
-	}
-	erased := make(map[string]bool, len(stones))
-	for _, t := range stones {
-		erased[t.RegistrationID] = true
+		return err
 	}
 	for _, id := range regIDs {
 		if erased[id] {
-			if err := s.n.people.erase(ctx, id); err != nil {
+			if err := s.n.people.erase(ctx, id, ""); err != nil {
 				return err
 			}
 		}

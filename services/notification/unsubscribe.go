@@ -156,6 +156,9 @@ func forgetUnsubscribed(ctx context.Context, db *mongo.Database, regID string) e
 // registration returns the newest version of a registration in the
 // participants replica; false when there is none or it was erased.
 func (u *unsubscribes) registration(ctx context.Context, regID string) (participant, bool, error) {
+	if gone, err := u.people.erasedAmong(ctx, []string{regID}); err != nil || gone[regID] {
+		return participant{}, false, err
+	}
 	cur, err := u.people.coll.Find(ctx, bson.D{{Key: "registration_id", Value: regID}})
 	if err != nil {
 		return participant{}, false, fmt.Errorf("registration[%s]: %w", regID, err)
