@@ -133,6 +133,7 @@ func TestStreams(t *testing.T) {
 		events.StreamMailStatus:   {events.AllMailStatus, jetstream.LimitsPolicy},
 		events.StreamDLQ:          {"dlq.>", jetstream.LimitsPolicy},
 		events.StreamRequests:     {"registration-requests.v1.>", jetstream.LimitsPolicy},
+		events.StreamMailSent:     {"mail-sent.v1.>", jetstream.LimitsPolicy},
 	}
 	if len(streams) != len(want) {
 		t.Errorf("Streams(1) has %d streams, want %d", len(streams), len(want))
@@ -169,8 +170,13 @@ func TestStreams(t *testing.T) {
 			// Mail jobs are kept a week (longer than a job is retried, so a
 			// failed one can be replayed); events 30 days.
 			wantAge := 30 * 24 * time.Hour
-			if name == events.StreamMail {
+			switch name {
+			case events.StreamMail:
 				wantAge = events.MailRetention
+			case events.StreamMailSent:
+				// A sent record must outlive every redelivery of its job, and
+				// no job is redelivered once MAIL has dropped it.
+				wantAge = events.MailRetention + 24*time.Hour
 			}
 			if cfg.MaxAge != wantAge {
 				t.Errorf("MaxAge = %v, want %v", cfg.MaxAge, wantAge)

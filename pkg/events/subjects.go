@@ -50,6 +50,11 @@ const (
 	// registrations, in arrival order, until the decider has decided it
 	// (DESIGN §5.5). Only the registration service reads or writes it.
 	StreamRequests = "REGISTRATION_REQUESTS"
+	// StreamMailSent is the mailer's sent ledger: the ids of the jobs whose
+	// email the SMTP server accepted, on mail-sent.v1.>, so that a
+	// redelivered job is not sent again (DESIGN §5.3). Only the mailer reads
+	// or writes it.
+	StreamMailSent = "MAIL_SENT"
 )
 
 // RequestSubject is the subject of a registration request of kind for event:
@@ -114,6 +119,11 @@ func Streams(replicas int) map[string]jetstream.StreamConfig {
 	mail := limits(StreamMail, MailSend, "one message = one email to send")
 	mail.MaxAge = MailRetention
 	mail.AllowAtomicPublish = true
+	// The mailer's sent records, one message per group commit (one fsync
+	// for the emails of the mailer's window). Kept a day longer than MAIL
+	// keeps the jobs, so a record outlives every redelivery of its job.
+	sent := limits(StreamMailSent, "mail-sent.v1.>", "the mailer's sent ledger: the emails sent, a group per message")
+	sent.MaxAge = MailRetention + 24*time.Hour
 	return map[string]jetstream.StreamConfig{
 		StreamRegistration: registration,
 		StreamRequests:     requests,
@@ -121,5 +131,6 @@ func Streams(replicas int) map[string]jetstream.StreamConfig {
 		StreamMail:         mail,
 		StreamMailStatus:   status,
 		StreamDLQ:          limits(StreamDLQ, "dlq.>", "poison messages with reason"),
+		StreamMailSent:     sent,
 	}
 }

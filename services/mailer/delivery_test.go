@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
+
 	"github.com/plenaryhq/plenary/pkg/bus"
 	"github.com/plenaryhq/plenary/pkg/events"
 	"github.com/plenaryhq/plenary/pkg/service"
@@ -85,18 +87,7 @@ func TestCrashMidQueue(t *testing.T) {
 	h.smtp.SetDelay(2 * time.Millisecond)
 	ids := h.queue(1000)
 
-	child := exec.Command(os.Args[0], "-test.run=^$")
-	child.Env = append(os.Environ(), childEnv+"=1",
-		"MONGODB_URI="+h.cfg.MongoURI, "MONGODB_DATABASE="+h.cfg.MongoDatabase, "NATS_URL="+h.cfg.NATSURL,
-		"HTTP_ADDR=127.0.0.1:0", "SMTP_ADDR="+h.cfg.SMTP.Addr, "SMTP_TLS=none", "SMTP_TIMEOUT=2s",
-		"SMTP_FROM="+h.cfg.SMTP.From, "MAILER_WORKERS="+strconv.Itoa(h.cfg.Workers),
-		"MAILER_MAX_DELIVER=5", "MAILER_RETRY_BASE=10ms", "MAILER_RETRY_MAX=50ms")
-	var stderr strings.Builder
-	child.Stderr = &stderr
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = child.Process.Kill(); _ = child.Wait() })
+	child, stderr := startChild(t, h)
 	waitArrivals(t, h, 300)
 	if err := child.Process.Kill(); err != nil {
 		t.Fatal(err)
@@ -130,6 +121,25 @@ func TestCrashMidQueue(t *testing.T) {
 			break
 		}
 	}
+}
+
+// startChild starts a mailer process with h's configuration (SMTP_TIMEOUT
+// 2 s), killed when t ends at the latest. Its log is in stderr.
+func startChild(t *testing.T, h *harness) (child *exec.Cmd, stderr *strings.Builder) {
+	t.Helper()
+	child = exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), childEnv+"=1",
+		"MONGODB_URI="+h.cfg.MongoURI, "MONGODB_DATABASE="+h.cfg.MongoDatabase, "NATS_URL="+h.cfg.NATSURL,
+		"HTTP_ADDR=127.0.0.1:0", "SMTP_ADDR="+h.cfg.SMTP.Addr, "SMTP_TLS=none", "SMTP_TIMEOUT=2s",
+		"SMTP_FROM="+h.cfg.SMTP.From, "MAILER_WORKERS="+strconv.Itoa(h.cfg.Workers),
+		"MAILER_MAX_DELIVER=5", "MAILER_RETRY_BASE=10ms", "MAILER_RETRY_MAX=50ms")
+	stderr = &strings.Builder{}
+	child.Stderr = stderr
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = child.Process.Kill(); _ = child.Wait() })
+	return child, stderr
 }
 
 // waitArrivals waits, polling closely, until at least n emails arrived.
@@ -247,7 +257,7 @@ func TestRedeliveredSentJobIsNotSentAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer deps.Close()
-	m, err := newMailer(deps, h.cfg, testkit.Logger(t))
+	m, err := newMailer(context.Background(), deps, h.cfg, testkit.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,5 +280,9 @@ func TestRedeliveredSentJobIsNotSentAgain(t *testing.T) {
 	}
 	if a := h.smtp.Attempts(); a != 4 {
 		t.Errorf("%d SMTP attempts, want 4: a recorded job was sent again", a)
+	}
+	// The records are on MAIL_SENT: the mailer writes nothing to MongoDB.
+	if names, err := deps.DB.ListCollectionNames(context.Background(), bson.D{}); err != nil || len(names) > 0 {
+		t.Errorf("mailer database holds collections %v (%v), want none", names, err)
 	}
 }

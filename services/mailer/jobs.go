@@ -21,8 +21,8 @@ type mailer struct {
 	m      *metrics
 }
 
-// handleBatch sends a batch of mail jobs: one ledger lookup for the
-// redelivered ones, the others sent over the pool's connections (each
+// handleBatch sends a batch of mail jobs: the redelivered ones looked up in
+// the sent ledger, the others sent over the pool's connections (each
 // recorded in the ledger as it goes out), then every status in one atomic
 // publish. The deliveries are settled by ConsumeBatch from the errors
 // returned: nil acks, bus.Permanent dead-letters, anything else retries.
@@ -40,7 +40,7 @@ func (m *mailer) handleBatch(ctx context.Context, ds []bus.Delivery) []error {
 			errs[i] = bus.Permanent(errors.New("mail job without id or recipient"))
 			continue
 		}
-		if d.Attempt > 1 {
+		if again(d) {
 			redelivered = append(redelivered, jobs[i].ID)
 		}
 	}
@@ -53,9 +53,9 @@ func (m *mailer) handleBatch(ctx context.Context, ds []bus.Delivery) []error {
 	for i, d := range ds {
 		switch {
 		case errs[i] != nil:
-		case d.Attempt > 1 && lookupErr != nil:
+		case again(d) && lookupErr != nil:
 			errs[i] = lookupErr
-		case d.Attempt > 1 && recorded[jobs[i].ID]:
+		case again(d) && recorded[jobs[i].ID]:
 			// Sent before, and the ack or the status did not make it.
 			m.m.outcomes.WithLabelValues("skipped_duplicate").Inc()
 			replays = append(replays, i)
@@ -201,4 +201,14 @@ func (m *mailer) lease() func() bool {
 	nc := m.bus.NC
 	reconnects := nc.Stats().Reconnects
 	return func() bool { return nc.IsConnected() && nc.Stats().Reconnects == reconnects }
+}
+
+// headerRepublished marks a job notification published again past NATS's
+// duplicate window (a new message, delivered the first time).
+const headerRepublished = "Plenary-Republished"
+
+// again reports whether a job may have been sent before: redelivered, or
+// republished by notification. Those are looked up in the sent ledger.
+func again(d bus.Delivery) bool {
+	return d.Attempt > 1 || d.Header.Get(headerRepublished) != ""
 }

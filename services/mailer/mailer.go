@@ -88,17 +88,6 @@ func (c Config) batchSize() int {
 	return n
 }
 
-// sentRetention is how long the ledger keeps a record: twice the longest a
-// job can still be delivered again (every retry's backoff plus an AckWait
-// per attempt), and at least a day.
-func (c Config) sentRetention() time.Duration {
-	span := time.Duration(c.MaxDeliver) * c.ackWait()
-	for a := 1; a < c.MaxDeliver; a++ {
-		span += c.backoff(a)
-	}
-	return max(2*span, 24*time.Hour)
-}
-
 // SMTPConfig says where and how to send.
 type SMTPConfig struct {
 	Addr     string `env:"SMTP_ADDR" envDefault:"127.0.0.1:1025"`
@@ -138,13 +127,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if _, err := newDialer(cfg.SMTP); err != nil {
 		return err
 	}
-	deps, err := service.Start(ctx, "mailer", cfg.Common, log, events.StreamMail, events.StreamMailStatus, events.StreamDLQ)
+	deps, err := service.Start(ctx, "mailer", cfg.Common, log,
+		events.StreamMail, events.StreamMailStatus, events.StreamDLQ, events.StreamMailSent)
 	if err != nil {
 		return err
 	}
 	defer deps.Close()
 
-	m, err := newMailer(deps, cfg, log)
+	m, err := newMailer(ctx, deps, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -155,10 +145,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return deps.Serve(gctx, app) })
-	g.Go(func() error {
-		m.ledger.prune(gctx, cfg.sentRetention())
-		return nil
-	})
+	if old := m.ledger.legacy; old != nil {
+		g.Go(func() error {
+			// No job older than MAIL's retention can come back.
+			old.retire(gctx, events.MailRetention)
+			return nil
+		})
+	}
 	g.Go(func() error {
 		return deps.Bus.ConsumeBatch(gctx, bus.ConsumerConfig{
 			Stream:     events.StreamMail,
@@ -178,9 +171,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 }
 
 // newMailer builds the mailer's ledger and connection pool on deps.
-func newMailer(deps *service.Deps, cfg Config, log *slog.Logger) (*mailer, error) {
+func newMailer(ctx context.Context, deps *service.Deps, cfg Config, log *slog.Logger) (*mailer, error) {
 	met := newMetrics(deps.Metrics)
-	sent := newLedger(deps.DB, cfg.maxUnrecorded(), cfg.SMTP.Timeout, met, log)
+	sent, err := newLedger(ctx, deps.Bus, deps.DB, cfg.maxUnrecorded(), cfg.SMTP.Timeout, met, log)
+	if err != nil {
+		return nil, err
+	}
 	p, err := newPool(cfg.SMTP, cfg.Workers, cfg.RateLimit, sent, met)
 	if err != nil {
 		sent.close()

@@ -4,8 +4,9 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // Kinds of durable writes, the label of mailer_durable_writes_total.
 const (
-	// writeLedger is one InsertMany of sent records (one Mongo write).
-	writeLedger = "ledger_insert"
+	// writeLedger is one stored group of sent records: one message on
+	// MAIL_SENT.
+	writeLedger = "ledger_batch"
 	// writeStatus is one stored status publish: an atomic batch counts once.
 	writeStatus = "status_publish"
 	// writeAck, writeNak and writeTerm settle deliveries: consumer state, no
@@ -26,6 +27,7 @@ type metrics struct {
 	recordWindow  prometheus.Histogram
 	lookupSeconds prometheus.Histogram
 	unrecorded    prometheus.Gauge
+	indexRecords  prometheus.Gauge
 	// unrecordedTotal counts emails sent whose record failed for good.
 	unrecordedTotal prometheus.Counter
 	ambiguous       prometheus.Counter
@@ -40,7 +42,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"outcome"}),
 		durableWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mailer_durable_writes_total",
-			Help: "Durable writes by kind: ledger_insert (one InsertMany), status_publish (one stored batch or message), ack, nak, term, dead_letter.",
+			Help: "Durable writes by kind: ledger_batch (one stored group of sent records), status_publish (one stored batch or message), ack, nak, term, dead_letter.",
 		}, []string{"kind"}),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "mailer_batch_size", Help: "Mail jobs per batch taken from MAIL.",
@@ -65,7 +67,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 		}),
 		unrecorded: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "mailer_unrecorded_emails", Help: "Emails committed to the SMTP server and not yet recorded (at most MAILER_WORKERS).",
+			Name: "mailer_unrecorded_emails", Help: "Emails committed to the SMTP server and not yet recorded (at most MAILER_MAX_UNRECORDED).",
+		}),
+		indexRecords: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mailer_sent_index_records", Help: "Jobs recorded as sent that this process holds in memory (MAIL_SENT read so far, within its MaxAge).",
 		}),
 		unrecordedTotal: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mailer_sent_unrecorded_total", Help: "Emails sent whose sent record could not be written.",
@@ -81,6 +86,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	reg.MustRegister(m.outcomes, m.durableWrites, m.batchSize, m.sendSeconds, m.windowWait, m.recordWindow,
-		m.lookupSeconds, m.unrecorded, m.unrecordedTotal, m.ambiguous, m.dials, m.connsOpen)
+		m.lookupSeconds, m.unrecorded, m.indexRecords, m.unrecordedTotal, m.ambiguous, m.dials, m.connsOpen)
 	return m
 }

@@ -19,7 +19,10 @@ import (
 func newTestPool(t *testing.T, h *harness, n int) *pool {
 	t.Helper()
 	met := newMetrics(prometheus.NewRegistry())
-	l := newLedger(testkit.Mongo(t), n, h.cfg.SMTP.Timeout, met, testkit.Logger(t))
+	l, err := newLedger(context.Background(), h.bus, testkit.Mongo(t), n, h.cfg.SMTP.Timeout, met, testkit.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
 	p, err := newPool(h.cfg.SMTP, n, 0, l, met)
 	if err != nil {
 		t.Fatal(err)

@@ -2,29 +2,52 @@ package mailer
 
 import (
 	"context"
-	"errors"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/plenaryhq/plenary/pkg/store"
+	"github.com/plenaryhq/plenary/pkg/bus"
 )
 
-// ledger is the sent ledger: one inserted document per email the SMTP server
-// accepted, so that a redelivered job is not sent again (DESIGN §5.3).
+// ledger is the sent ledger: a durable record of every email the SMTP
+// server accepted, so that a redelivered job is not sent again (DESIGN
+// §5.3).
 //
 // Its window bounds the emails sent and not yet recorded — the only ones a
 // crash can make the mailer send twice — to MAILER_MAX_UNRECORDED, by
-// default one per connection. The records are group-committed: one
-// InsertMany for the emails of the window at once, while the connections
-// transfer their next messages up to the final ".".
+// default one per connection. The records are group-committed: one write
+// for the emails of the window at once, while the connections transfer
+// their next messages up to the final ".".
+//
+// The records are messages on the MAIL_SENT stream, one per group commit,
+// not documents in a MongoDB collection as DESIGN §5.3 first had it. With
+// the window at one email per connection the mailer sends at most N emails
+// per ledger write, so the write's latency caps the drain: FerretDB's
+// InsertMany (2–5 ms under load) held the mailer to about a third of bare
+// go-mail over the same connections. A JetStream publish is one fsync
+// (about a millisecond here). It is one message per group, not one per
+// email found by its subject: JetStream fsyncs every stored message, and an
+// atomic batch of a few messages on a single server costs several times one
+// publish (nats-server stages it in a file store of its own), which made a
+// message per email slower than the InsertMany. Lookups go to sentIndex,
+// this process's copy of MAIL_SENT. NATS is what the mailer needs anyway
+// (jobs, lease, statuses), so MongoDB is off its path. A record outlives
+// its job on MAIL by a day (MaxAge), so nothing prunes the ledger.
+//
+// Records written before this change are in MongoDB's sent collection;
+// legacySent reads them while they can still matter.
 type ledger struct {
-	coll   *mongo.Collection
+	bus    *bus.Bus
+	index  *sentIndex
+	legacy *legacySent // nil when there is no old collection
 	log    *slog.Logger
 	m      *metrics
 	window chan struct{}
@@ -45,15 +68,35 @@ type entry struct {
 	sentAt time.Time
 }
 
-type sentRecord struct {
-	ID      string    `bson:"_id"`
-	EventID string    `bson:"event_id,omitempty"`
-	SentAt  time.Time `bson:"sent_at"`
+// sentGroup is the body of a message on MAIL_SENT: the emails of one group
+// commit.
+type sentGroup struct {
+	Sent []sentRecord `json:"sent"`
 }
 
-func newLedger(db *mongo.Database, window int, giveUp time.Duration, m *metrics, log *slog.Logger) *ledger {
+type sentRecord struct {
+	JobID   string    `json:"job_id"`
+	EventID string    `json:"event_id,omitempty"`
+	SentAt  time.Time `json:"sent_at"`
+}
+
+// sentSubject is the subject of the records on MAIL_SENT
+// (events.StreamMailSent).
+const sentSubject = "mail-sent.v1.sent"
+
+// newLedger opens the sent ledger on MAIL_SENT, which must exist, with the
+// old MongoDB collection as a fallback if db still holds one.
+func newLedger(ctx context.Context, b *bus.Bus, db *mongo.Database, window int, giveUp time.Duration, m *metrics, log *slog.Logger) (*ledger, error) {
+	legacy, err := openLegacySent(ctx, db, log)
+	if err != nil {
+		return nil, err
+	}
+	index, err := openSentIndex(ctx, b.JS, m, log)
+	if err != nil {
+		return nil, err
+	}
 	l := &ledger{
-		coll: db.Collection("sent"), log: log, m: m, giveUp: giveUp,
+		bus: b, index: index, legacy: legacy, log: log, m: m, giveUp: giveUp,
 		window: make(chan struct{}, window),
 		// Never more entries than window slots: record never blocks.
 		queue:    make(chan *entry, window),
@@ -61,7 +104,7 @@ func newLedger(db *mongo.Database, window int, giveUp time.Duration, m *metrics,
 		done:     make(chan struct{}),
 	}
 	go l.run()
-	return l
+	return l, nil
 }
 
 // acquire takes a slot in the window, for an email about to be committed.
@@ -98,7 +141,12 @@ func (l *ledger) record(e *entry) { l.queue <- e }
 func (l *ledger) close() {
 	close(l.queue)
 	<-l.done
+	l.index.close()
 }
+
+// maxGroup caps the records of one message (about 150 bytes each) well
+// under NATS's 1 MB payload limit, whatever MAILER_MAX_UNRECORDED is.
+const maxGroup = 1000
 
 // groupLinger is the longest the first email of a group waits for the
 // others in the window to join it.
@@ -140,28 +188,30 @@ func (l *ledger) next(timer *time.Timer) (group []*entry, open bool) {
 		case <-timer.C:
 			expired = true
 		}
-		if len(group) > 0 && (expired || int64(len(group)) >= l.unrecorded.Load()) {
+		if len(group) > 0 && (expired || int64(len(group)) >= l.unrecorded.Load() || len(group) >= maxGroup) {
 			return group, true
 		}
 	}
 }
 
-// commit writes the group's records with one unordered InsertMany (a record
-// already there is fine), retrying for up to giveUp.
+// recordTimeout bounds one attempt at writing a group, so that a reply lost
+// with a dropped connection is retried rather than waited for.
+const recordTimeout = 2 * time.Second
+
+// commit writes the group's records as one message, retrying for up to
+// giveUp. Its Nats-Msg-Id makes a retry of a write that was stored after
+// all (its reply lost) a no-op.
 func (l *ledger) commit(group []*entry) {
-	docs := make([]any, len(group))
-	for i, e := range group {
-		docs[i] = sentRecord{ID: e.task.job.ID, EventID: e.task.job.EventID, SentAt: e.sentAt}
-	}
+	msg := groupMsg(group)
 	ctx, cancel := context.WithTimeout(context.Background(), l.giveUp)
 	defer cancel()
 	var err error
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
-		err = l.insert(ctx, docs)
+		err = l.publish(ctx, msg)
 		if deadline, _ := ctx.Deadline(); err == nil || time.Now().Add(wait).After(deadline) {
 			break
 		}
-		l.log.Warn("sent ledger: record failed; retrying", "count", len(docs), "err", err)
+		l.log.Warn("sent ledger: record failed; retrying", "count", len(group), "err", err)
 		time.Sleep(wait)
 	}
 	now := time.Now()
@@ -178,68 +228,64 @@ func (l *ledger) commit(group []*entry) {
 	}
 }
 
-func (l *ledger) insert(ctx context.Context, docs []any) error {
-	_, err := l.coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
-	var bulk mongo.BulkWriteException
-	if errors.As(err, &bulk) && bulk.WriteConcernError == nil {
-		err = nil
-		for _, we := range bulk.WriteErrors {
-			if !mongo.IsDuplicateKeyError(we) {
-				err = fmt.Errorf("record sent jobs: %s", we.Message)
-				break
-			}
-		}
+// groupMsg is the MAIL_SENT message recording group.
+func groupMsg(group []*entry) *nats.Msg {
+	var body sentGroup
+	id := sha256.New()
+	for _, e := range group {
+		job := e.task.job
+		body.Sent = append(body.Sent, sentRecord{JobID: job.ID, EventID: job.EventID, SentAt: e.sentAt.UTC()})
+		id.Write([]byte(job.ID))
+		id.Write([]byte{0})
 	}
-	if err != nil {
-		return fmt.Errorf("record %d sent jobs: %w", len(docs), store.Translate(err))
+	// Marshalling strings and times cannot fail.
+	data, _ := json.Marshal(body)
+	msg := &nats.Msg{Subject: sentSubject, Data: data, Header: nats.Header{}}
+	// The same jobs make the same id: a repeat records nothing new.
+	msg.Header.Set(jetstream.MsgIDHeader, hex.EncodeToString(id.Sum(nil)))
+	return msg
+}
+
+func (l *ledger) publish(ctx context.Context, msg *nats.Msg) error {
+	if !l.bus.NC.IsConnected() {
+		return fmt.Errorf("record sent jobs: %w", bus.ErrDisconnected)
+	}
+	ctx, cancel := context.WithTimeout(ctx, recordTimeout)
+	defer cancel()
+	if _, err := l.bus.JS.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("record sent jobs: %w", err)
 	}
 	l.m.durableWrites.WithLabelValues(writeLedger).Inc()
 	return nil
 }
 
-// sentAmong returns which of ids are recorded as sent, with one query.
+// sentAmong returns which of ids are recorded as sent: in MAIL_SENT, once
+// this process has read it up to its last record, and, for the ids not
+// there, in the old collection while it exists.
 func (l *ledger) sentAmong(ctx context.Context, ids []string) (map[string]bool, error) {
-	found := make(map[string]bool, len(ids))
 	if len(ids) == 0 {
-		return found, nil
+		return map[string]bool{}, nil
 	}
 	start := time.Now()
-	cur, err := l.coll.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
-		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	found, err := l.index.sentAmong(ctx, ids)
 	if err != nil {
-		return nil, fmt.Errorf("look up %d sent jobs: %w", len(ids), store.Translate(err))
+		return nil, fmt.Errorf("look up %d sent jobs: %w", len(ids), err)
 	}
-	var recs []sentRecord
-	if err := cur.All(ctx, &recs); err != nil {
-		return nil, fmt.Errorf("look up %d sent jobs: %w", len(ids), store.Translate(err))
+	if l.legacy != nil && len(found) < len(ids) {
+		var missing []string
+		for _, id := range ids {
+			if !found[id] {
+				missing = append(missing, id)
+			}
+		}
+		old, err := l.legacy.sentAmong(ctx, missing)
+		if err != nil {
+			return nil, err
+		}
+		for id := range old {
+			found[id] = true
+		}
 	}
 	l.m.lookupSeconds.Observe(time.Since(start).Seconds())
-	for _, r := range recs {
-		found[r.ID] = true
-	}
 	return found, nil
-}
-
-// prune deletes the records older than keep, every hour until ctx ends.
-// Only a job that can still be redelivered needs its record, and every
-// lookup reads the whole collection on FerretDB: keep it that small.
-func (l *ledger) prune(ctx context.Context, keep time.Duration) {
-	tick := time.NewTicker(time.Hour)
-	defer tick.Stop()
-	for {
-		res, err := l.coll.DeleteMany(ctx, bson.D{{Key: "sent_at", Value: bson.D{{Key: "$lt", Value: time.Now().Add(-keep)}}}})
-		switch {
-		case ctx.Err() != nil:
-			return
-		case err != nil:
-			l.log.Warn("sent ledger: prune failed", "err", err)
-		case res.DeletedCount > 0:
-			l.log.Info("sent ledger: pruned", "deleted", res.DeletedCount, "older_than", keep.String())
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
 }

@@ -170,4 +170,3 @@ func (n *notifier) replay(ctx context.Context, ids []string) []error {
 	}
 	return errs
 }
-

@@ -70,8 +70,6 @@ func (r *registrar) registrationGuards() []fiber.Handler {
 	}
 }
 
-
-
 // emailOf reads the address a registration is for the way its handler
 // will: the form route parses the body as a form whatever it claims to be,
 // the API as JSON; the body only, never the query string, so a decoy cannot
