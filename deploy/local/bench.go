@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/plenaryhq/plenary/pkg/bus"
 	"github.com/plenaryhq/plenary/pkg/embedded"
 )
 
@@ -36,6 +37,12 @@ type bench struct {
 
 	mu      sync.Mutex
 	arrived map[string][]time.Time // recipient → when the sink accepted each email to it
+	byID    map[string]int         // Message-ID → emails that arrived with it
+	repeats int                    // emails that arrived with a Message-ID seen before
+	// tracked is the set of addresses a wait is counting emails to (address
+	// → emails wanted), trackedGot the emails counted (see track).
+	tracked    map[string]int
+	trackedGot int
 }
 
 func runBench(ctx context.Context, n, workers int, out io.Writer, log *slog.Logger) error {
@@ -44,7 +51,7 @@ func runBench(ctx context.Context, n, workers int, out io.Writer, log *slog.Logg
 		return err
 	}
 	defer os.RemoveAll(dir)
-	b := &bench{n: n, workers: workers, out: out, log: log, arrived: map[string][]time.Time{}}
+	b := &bench{n: n, workers: workers, out: out, log: log, arrived: map[string][]time.Time{}, byID: map[string]int{}}
 
 	ns, err := embedded.StartNATS(embedded.NATSOptions{StoreDir: filepath.Join(dir, "nats")})
 	if err != nil {
@@ -84,23 +91,6 @@ func runBench(ctx context.Context, n, workers int, out io.Writer, log *slog.Logg
 	return nil
 }
 
-// received is the SMTP sink's handler: it notes when each email arrived.
-func (b *bench) received(m embedded.Message) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, to := range m.To {
-		b.arrived[to] = append(b.arrived[to], m.At)
-	}
-	return nil
-}
-
-// emailsTo returns when the emails to addr arrived, in arrival order.
-func (b *bench) emailsTo(addr string) []time.Time {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.arrived[addr]
-}
-
 // systemResult is what the running system achieved.
 type systemResult struct {
 	rush     rushResult
@@ -108,7 +98,11 @@ type systemResult struct {
 	coreOpen openResult // and the open loop at half its accept rate
 	open     openResult
 	drain    drainResult
+	fanout   fanoutResult
 	usage    usage
+	// Emails that arrived at the sink with a Message-ID seen before, over
+	// the whole run: each one an email delivered twice.
+	repeatedEmails int
 
 	// Outcome messages seen on core NATS over the whole run, and stored in
 	// their stream: they differ if the stream refused some that were seen.
@@ -116,8 +110,9 @@ type systemResult struct {
 }
 
 // system starts the four services on the bench's servers and runs the
-// rush, the open loop and the mailer drain against them, in that order, each
-// after the previous one has settled.
+// rush, the open loop, the mailer drain, the agenda-change fan-out and the
+// core alone against them, in that order, each after the previous one has
+// settled.
 func (b *bench) system(ctx context.Context, dir string) (systemResult, error) {
 	var res systemResult
 	s, stop, err := b.startStack(ctx, dir)
@@ -130,6 +125,11 @@ func (b *bench) system(ctx context.Context, dir string) (systemResult, error) {
 		return res, err
 	}
 	defer w.close()
+	pub, err := bus.Connect(ctx, b.natsURL, "plenary-bench", 10*time.Second, b.log)
+	if err != nil {
+		return res, err
+	}
+	defer pub.Close()
 	for _, slug := range []string{"rush", "open", "core", "core-open"} {
 		if err := createEvent(ctx, s, slug); err != nil {
 			return res, err
@@ -148,11 +148,18 @@ func (b *bench) system(ctx context.Context, dir string) (systemResult, error) {
 			res.open.sent, res.open.rate, fmtMS(res.open.http.p99))
 	}
 
-	res.drain, err = b.mailerDrain(ctx, s, w.mailTemplate())
+	res.drain, err = b.mailerDrain(ctx, s, pub, w.mailTemplate())
 	if err != nil {
 		return res, fmt.Errorf("mailer drain: %w", err)
 	}
-	fmt.Fprintf(b.out, "  mailer drain: %d copies of a %s email at %.0f/s\n", res.drain.emails, res.drain.kind, res.drain.perSec)
+	fmt.Fprintf(b.out, "  mailer drain: %d copies of a %s email at %.0f/s over %d connections; bare go-mail %.0f/s\n",
+		res.drain.emails.n, res.drain.kind, res.drain.perSec, res.drain.workers, res.drain.bare)
+	res.fanout, err = b.fanOut(ctx, s, pub)
+	if err != nil {
+		return res, fmt.Errorf("fan-out: %w", err)
+	}
+	fmt.Fprintf(b.out, "  fan-out: %d agenda-change emails, first → last %.2f s (%.0f/s); bare go-mail %.0f/s over %d connections\n",
+		res.fanout.emails.n, res.fanout.emails.took().Seconds(), res.fanout.emails.rate(), res.fanout.bare, res.fanout.workers)
 	// The registration core alone: the same rush again with the
 	// notification service paused, so no email work (one claim, one job,
 	// one send, one sent record and statuses per email, each a durable
@@ -173,6 +180,7 @@ func (b *bench) system(ctx context.Context, dir string) (systemResult, error) {
 		return res, fmt.Errorf("outcomes stored: %w", err)
 	}
 	res.usage = readUsage()
+	res.repeatedEmails = b.repeatedEmails()
 	return res, nil
 }
 
@@ -255,6 +263,11 @@ const stallAfter = 30 * time.Second
 // waitFor polls progress until got reaches want, or until got has not
 // grown for stallAfter, or ctx ends. It returns the last got.
 func waitFor(ctx context.Context, progress func() (got, want int)) int {
+	return waitStalling(ctx, stallAfter, progress)
+}
+
+// waitStalling is waitFor with its own limit on a wait without progress.
+func waitStalling(ctx context.Context, stall time.Duration, progress func() (got, want int)) int {
 	last, lastChange := -1, time.Now()
 	for {
 		got, want := progress()
@@ -264,7 +277,7 @@ func waitFor(ctx context.Context, progress func() (got, want int)) int {
 		if got != last {
 			last, lastChange = got, time.Now()
 		}
-		if time.Since(lastChange) > stallAfter {
+		if time.Since(lastChange) > stall {
 			return got
 		}
 		select {

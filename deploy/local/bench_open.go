@@ -5,11 +5,6 @@ import (
 	"fmt"
 	"sync"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/plenaryhq/plenary/pkg/events"
 )
 
 // openLoopFor is how long the open loop sends.
@@ -82,80 +77,8 @@ func (b *bench) openLoop(ctx context.Context, s *Stack, w *watcher, slug string,
 	res.wanted = sum(want)
 	res.decided = waitFor(ctx, func() (int, int) { return w.decided(want), res.wanted })
 	if emails {
-		res.emails = waitFor(ctx, func() (int, int) { return b.emailsArrived(want), res.wanted })
+		arrived := b.track(want)
+		res.emails = waitFor(ctx, func() (int, int) { return arrived(), res.wanted })
 	}
 	return res
-}
-
-// drainResult is how fast the mailer empties a full queue.
-type drainResult struct {
-	kind           string // the kind of email copied
-	emails, queued int
-	took           time.Duration
-	perSec         float64
-}
-
-// mailerDrain measures the mailer alone: with the mailer stopped it queues
-// b.n copies of a real mail job on mail.v1.send, then starts the mailer and
-// times until the last email reaches the sink.
-func (b *bench) mailerDrain(ctx context.Context, s *Stack, tmpl events.MailJob) (drainResult, error) {
-	res := drainResult{kind: tmpl.Kind}
-	if err := s.Stop(Mailer); err != nil {
-		return res, err
-	}
-	nc, err := nats.Connect(b.natsURL)
-	if err != nil {
-		return res, err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return res, err
-	}
-	want := map[string]int{}
-	_, err = parallel(b.n, b.workers, func(i int) error {
-		job := tmpl
-		job.ID, job.To, job.RegistrationID = fmt.Sprintf("bench-drain-%d", i), fmt.Sprintf("drain-%d@example.org", i), ""
-		env, err := events.NewWithID(job.ID, "plenary/bench", events.MailSend, "", job)
-		if err != nil {
-			return err
-		}
-		body, err := env.Marshal()
-		if err != nil {
-			return err
-		}
-		_, err = js.Publish(ctx, events.MailSend, body, jetstream.WithMsgID(job.ID))
-		return err
-	})
-	if err != nil {
-		return res, err
-	}
-	for i := range b.n {
-		want[fmt.Sprintf("drain-%d@example.org", i)] = 1
-	}
-	res.queued = waitFor(ctx, func() (int, int) { return queued(ctx, js), b.n })
-
-	start := time.Now()
-	if err := s.Start(Mailer); err != nil {
-		return res, err
-	}
-	res.emails = waitFor(ctx, func() (int, int) { return b.emailsArrived(want), b.n })
-	var last time.Time
-	for email := range want {
-		for _, at := range b.emailsTo(email) {
-			last = later(last, at)
-		}
-	}
-	res.took = sinceIfAfter(last, start)
-	res.perSec = perSecond(res.emails, res.took)
-	return res, nil
-}
-
-// queued returns how many jobs the MAIL work queue holds.
-func queued(ctx context.Context, js jetstream.JetStream) int {
-	st, err := js.Stream(ctx, events.StreamMail)
-	if err != nil {
-		return 0
-	}
-	return int(st.CachedInfo().State.Msgs)
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/wneessen/go-mail"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -20,20 +19,17 @@ import (
 )
 
 // raw holds the bare infrastructure's rates on this machine, measured on the
-// same NATS, FerretDB and SMTP sink the system then runs on.
+// same NATS and FerretDB the system then runs on. The bare go-mail limits
+// are measured beside the mail measures they are compared with (the drain,
+// the fan-out), with those measures' own emails and connections.
 type raw struct {
 	publish     float64 // JetStream synchronous publishes/s, b.workers publishers
 	batch100    float64 // JetStream atomic batches of 100, messages/s, one publisher
 	batch500    float64 // the same in batches of 500
 	insertOne   float64 // FerretDB InsertOne/s, b.workers writers
 	insertMany  float64 // FerretDB InsertMany in batches of 500, documents/s, one writer
-	goMail      float64 // go-mail sends/s to the sink over mailConns connections
 	batchedDocs int     // how many messages or documents each batched measure wrote
 }
-
-// mailConns is the number of SMTP connections for the bare go-mail measure:
-// the mailer's default number of workers, each with its own connection.
-const mailConns = 4
 
 // rawLimits measures the bare limits, one after the other so that they do
 // not compete.
@@ -58,7 +54,6 @@ func (b *bench) rawLimits(ctx context.Context) (raw, error) {
 		{"JetStream atomic batch 100", func() (err error) { r.batch100, err = b.rawAtomicBatch(ctx, nc, js, 100, r.batchedDocs); return err }},
 		{"JetStream atomic batch 500", func() (err error) { r.batch500, err = b.rawAtomicBatch(ctx, nc, js, 500, r.batchedDocs); return err }},
 		{"Mongo", func() (err error) { r.insertOne, r.insertMany, err = b.rawMongo(ctx, r.batchedDocs); return err }},
-		{"go-mail", func() (err error) { r.goMail, err = b.rawSMTP(ctx); return err }},
 	}
 	for _, s := range steps {
 		if err := s.run(); err != nil {
@@ -201,37 +196,4 @@ func rawDoc(i int) bson.D {
 		{Key: "status", Value: "confirmed"},
 		{Key: "pad", Value: strings.Repeat("x", 300)},
 	}
-}
-
-// rawSMTP: bare go-mail sends to the same sink, one reused connection per
-// mailer worker.
-func (b *bench) rawSMTP(ctx context.Context) (float64, error) {
-	host, port, _ := strings.Cut(b.sink.Addr, ":")
-	p, _ := strconv.Atoi(port)
-	clients := make(chan *mail.Client, mailConns)
-	for range mailConns {
-		c, err := mail.NewClient(host, mail.WithPort(p), mail.WithTLSPolicy(mail.NoTLS))
-		if err != nil {
-			return 0, err
-		}
-		if err := c.DialWithContext(ctx); err != nil {
-			return 0, err
-		}
-		defer c.Close()
-		clients <- c
-	}
-	took, err := parallel(b.n, mailConns, func(i int) error {
-		m := mail.NewMsg()
-		_ = m.From("bench@plenary.localhost")
-		_ = m.To(fmt.Sprintf("raw-%d@example.org", i))
-		m.Subject("raw")
-		m.SetBodyString(mail.TypeTextPlain, strings.Repeat("text ", 200))
-		c := <-clients
-		defer func() { clients <- c }()
-		return c.Send(m)
-	})
-	if err != nil {
-		return 0, fmt.Errorf("send: %w", err)
-	}
-	return perSecond(b.n, took), nil
 }

@@ -21,7 +21,8 @@ type report struct {
 	CPUs        int            `json:"cpus"`
 	GoVersion   string         `json:"go_version"`
 	Process     string         `json:"process"`
-	DrainEmail  string         `json:"drain_email_kind"` // the kind of email the mailer drain copied
+	DrainEmail  string         `json:"drain_email_kind"`  // the kind of email the mailer drain copied
+	FanoutEmail string         `json:"fanout_email_kind"` // the kind the fan-out's bare go-mail measure copied
 	Rows        []row          `json:"rows"`
 	Counts      map[string]int `json:"counts"`
 	Checks      []check        `json:"checks"`
@@ -44,7 +45,7 @@ type row struct {
 // targets are reported only.
 type check struct {
 	Name   string  `json:"name"`
-	Cmp    string  `json:"cmp"` // "=" or "<="
+	Cmp    string  `json:"cmp"` // "=", "<=" or ">="
 	Want   float64 `json:"want"`
 	Got    float64 `json:"got"`
 	OK     bool    `json:"ok"`
@@ -56,16 +57,16 @@ const oneProcess = "one process: NATS, FerretDB, the four services, the SMTP sin
 func newReport(b *bench, r raw, s systemResult) *report {
 	rep := &report{
 		At: time.Now().UTC(), N: b.n, Concurrency: b.workers, CPUs: runtime.NumCPU(),
-		GoVersion: runtime.Version(), Process: oneProcess, DrainEmail: s.drain.kind,
+		GoVersion: runtime.Version(), Process: oneProcess, DrainEmail: s.drain.kind, FanoutEmail: s.fanout.kind,
 	}
-	rep.addRaw(b, r)
+	rep.addRaw(b, r, s)
 	rep.addRush(b, s.rush)
 	rep.addCore(b, s.core)
 	rep.addCoreOpen(s.coreOpen)
 	rep.addOpen(s.open)
-	sec := "mailer"
-	rep.add(sec, "mail.drain", "mailer queue drain", s.drain.perSec, "/s", "raw.gomail")
-	sec = "process (" + oneProcess + ")"
+	rep.addDrain(s.drain)
+	rep.addFanout(s.fanout)
+	sec := "process (" + oneProcess + ")"
 	rep.add(sec, "process.peak_rss", "peak RSS", s.usage.peakRSSMiB, "MiB", "")
 	rep.add(sec, "process.cpu", "CPU time, whole run", s.usage.cpu, "s", "")
 	rep.add(sec, "process.cpu_rush", "CPU time during the rush", s.rush.cpu, "s", "")
@@ -76,14 +77,14 @@ func newReport(b *bench, r raw, s systemResult) *report {
 	return rep
 }
 
-func (rep *report) addRaw(b *bench, r raw) {
+func (rep *report) addRaw(b *bench, r raw, s systemResult) {
 	sec := "raw limits of this machine (bare clients, same servers, same run)"
 	rep.add(sec, "raw.jetstream_publish", fmt.Sprintf("JetStream publish, sync, %d publishers", b.workers), r.publish, "/s", "")
 	rep.add(sec, "raw.jetstream_batch_100", "JetStream atomic batches of 100, 1 publisher", r.batch100, "msgs/s", "")
 	rep.add(sec, "raw.jetstream_batch_500", "JetStream atomic batches of 500, 1 publisher", r.batch500, "msgs/s", "")
 	rep.add(sec, "raw.mongo_insert_one", fmt.Sprintf("FerretDB InsertOne, %d writers", b.workers), r.insertOne, "/s", "")
 	rep.add(sec, "raw.mongo_insert_many", "FerretDB InsertMany, batches of 500, 1 writer", r.insertMany, "docs/s", "")
-	rep.add(sec, "raw.gomail", fmt.Sprintf("go-mail to the SMTP sink, %d connections", mailConns), r.goMail, "/s", "")
+	rep.addRawMail(sec, s)
 }
 
 func (rep *report) addRush(b *bench, r rushResult) {
@@ -96,6 +97,7 @@ func (rep *report) addRush(b *bench, r rushResult) {
 	rep.add(sec, "rush.decision_lag", "last 202 → last decision", r.lastAcceptToLastDecision.Seconds(), "s", "")
 	rep.addLatencies(sec, "rush.email", "request → email at the sink", r.toEmail, false)
 	rep.add(sec, "rush.confirmation_lag", "last 202 → last confirmation email", r.lastAcceptToLastConfirmation.Seconds(), "s", "")
+	rep.add(sec, "rush.email_lag", "last 202 → last email (any decision)", r.lastAcceptToLastEmail.Seconds(), "s", "")
 }
 
 // addCore reports the rush run again with the notification service
@@ -157,13 +159,13 @@ func (rep *report) addCounts(s systemResult) {
 		"rush_decided": r.decided, "rush_lost": r.lost, "rush_extra": r.extra,
 		"rush_in_person": r.inPerson, "rush_online": r.online,
 		"rush_duplicates": r.duplicates, "rush_duplicate_answers": r.duplicateAnswers,
-		"rush_emails": r.emails, "rush_emails_wanted": r.emailsWanted,
+		"rush_emails": r.emails, "rush_emails_wanted": r.emailsWanted, "rush_extra_emails": r.extraEmails,
 		"rush_replayed_outcomes": r.replays, "rush_garbled_outcomes": r.garbled,
 		"open_sent": o.sent, "open_accepted": o.accepted, "open_refused": o.refused, "open_failed": o.failed,
 		"open_decided": o.decided, "open_emails": o.emails, "open_wanted": o.wanted,
-		"drain_queued": s.drain.queued, "drain_emails": s.drain.emails,
 		"outcomes_seen": s.outcomesSeen, "outcomes_stored": s.outcomesStored,
 	}
+	rep.addMailCounts(s)
 	for status, n := range r.statuses {
 		rep.Counts["rush_"+status] = n
 	}
@@ -192,7 +194,7 @@ func (rep *report) addChecks(s systemResult) {
 	eq("core alone: confirmed in person = min(seats, in-person requests)", float64(min(inPersonSeats, c.inPerson)),
 		float64(c.statuses[events.StatusConfirmed+" "+events.ModeInPerson]))
 	eq("open-loop decisions for accepted requests", float64(s.open.wanted), float64(s.open.decided))
-	eq("mailer drain emails", float64(rep.N), float64(s.drain.emails))
+	eq("rush emails beyond one per decision", 0, float64(r.extraEmails))
 	eq("outcomes seen on NATS = outcomes stored in their stream", float64(s.outcomesSeen), float64(s.outcomesStored))
 	p99 := ms(s.open.http.p99)
 	rep.Checks = append(rep.Checks, check{Name: "open-loop HTTP p99 (target)", Cmp: "<=", Want: ms(openLoopTarget),
@@ -200,6 +202,7 @@ func (rep *report) addChecks(s systemResult) {
 	cp99 := ms(s.coreOpen.http.p99)
 	rep.Checks = append(rep.Checks, check{Name: "core alone, open-loop HTTP p99 (target)", Cmp: "<=", Want: ms(openLoopTarget),
 		Got: cp99, OK: s.coreOpen.http.n > 0 && cp99 <= ms(openLoopTarget), Target: true})
+	rep.addMailChecks(s)
 }
 
 // correct reports whether every correctness check passed.
@@ -220,7 +223,7 @@ func (rep *report) print(w io.Writer) {
 			section = r.Section
 			fmt.Fprintf(w, "\n%s\n", section)
 		}
-		line := fmt.Sprintf("  %-46s %12s %-6s", r.Measure, figure(r.Value, r.Unit), r.Unit)
+		line := fmt.Sprintf("  %-62s %10s %-6s", r.Measure, figure(r.Value, r.Unit), r.Unit)
 		if limit, ok := rep.row(r.LimitKey); ok {
 			line += fmt.Sprintf("  ratio %.3f to %s (%s %s)", r.Ratio, limit.Measure, figure(limit.Value, limit.Unit), limit.Unit)
 		}
@@ -246,6 +249,11 @@ func (rep *report) print(w io.Writer) {
 	fmt.Fprintf(w, "  open loop: sent %d, accepted %d, refused %d, failed %d; decided %d of %d, emails %d\n",
 		rep.Counts["open_sent"], rep.Counts["open_accepted"], rep.Counts["open_refused"], rep.Counts["open_failed"],
 		rep.Counts["open_decided"], rep.Counts["open_wanted"], rep.Counts["open_emails"])
+	fmt.Fprintf(w, "  mail: drain queued %d, at the sink %d, beyond one each %d; fan-out %d participants, %d confirmations "+
+		"(beyond one each %d), %d agenda-change emails (beyond %d), %d jobs on MAIL; emails delivered twice %d\n",
+		rep.Counts["drain_queued"], rep.Counts["drain_emails"], rep.Counts["drain_extra"],
+		rep.Counts["fanout_participants"], rep.Counts["fanout_confirmations"], rep.Counts["fanout_confirm_extra"],
+		rep.Counts["fanout_emails"], rep.Counts["fanout_extra"], rep.Counts["fanout_jobs"], rep.Counts["emails_repeated"])
 }
 
 // figure formats a value with the precision its unit deserves.
@@ -253,11 +261,16 @@ func figure(v float64, unit string) string {
 	switch unit {
 	case "ms":
 		return fmt.Sprintf("%.1f", v)
-	case "s":
+	case "s", "cores":
 		return fmt.Sprintf("%.2f", v)
+	case "/email":
+		return fmt.Sprintf("%.3f", v)
 	case "":
 		if v == float64(int64(v)) {
 			return fmt.Sprintf("%d", int64(v))
+		}
+		if v > -100 && v < 100 {
+			return fmt.Sprintf("%.3f", v)
 		}
 		return fmt.Sprintf("%.1f", v)
 	}

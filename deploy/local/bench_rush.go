@@ -98,7 +98,8 @@ func (b *bench) rush(ctx context.Context, s *Stack, w *watcher, slug string, ema
 	waitFor(ctx, func() (int, int) { return w.decided(want), sum(want) })
 	if emails {
 		// Every decision sends one email: the outcome, or "already registered".
-		waitFor(ctx, func() (int, int) { return b.emailsArrived(want), sum(want) })
+		arrived := b.track(want)
+		waitFor(ctx, func() (int, int) { return arrived(), sum(want) })
 	}
 	return b.analyseRush(reqs, w)
 }
@@ -122,18 +123,6 @@ func sum(m map[string]int) int {
 	return n
 }
 
-// emailsArrived counts the emails at the sink to the addresses in want, at
-// most as many per address as wanted.
-func (b *bench) emailsArrived(want map[string]int) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	got := 0
-	for email, n := range want {
-		got += min(n, len(b.arrived[email]))
-	}
-	return got
-}
-
 // rushResult is what the rush achieved, seen from outside.
 type rushResult struct {
 	sent, accepted, refused, failed int
@@ -150,8 +139,10 @@ type rushResult struct {
 	lastAcceptToLastDecision time.Duration // how far the decisions trail the answers
 
 	emails, emailsWanted         int
+	extraEmails                  int       // emails beyond one per decision
 	toEmail                      latencies // first request → first email, per address
 	lastAcceptToLastConfirmation time.Duration
+	lastAcceptToLastEmail        time.Duration // any decision's email
 
 	replays, garbled int     // outcome messages seen twice, or undecodable
 	cpu              float64 // CPU seconds of the process during the rush
@@ -165,7 +156,7 @@ func (b *bench) analyseRush(reqs []request, w *watcher) rushResult {
 	res := rushResult{sent: len(reqs), statuses: map[string]int{}}
 	byEmail, first, lastAccept := res.countRequests(reqs)
 	var toDecision, toEmail []time.Duration
-	var firstDecision, lastDecision, lastConfirmation time.Time
+	var firstDecision, lastDecision, lastConfirmation, lastEmail time.Time
 	for email, rs := range byEmail {
 		decided, confirmed := res.countDecisions(rs, w.outcomes(email))
 		for k, o := range decided {
@@ -178,7 +169,9 @@ func (b *bench) analyseRush(reqs []request, w *watcher) rushResult {
 		arrived := b.emailsTo(email)
 		res.emails += min(len(rs), len(arrived))
 		res.emailsWanted += len(rs)
+		res.extraEmails += max(0, len(arrived)-len(rs))
 		if len(arrived) > 0 {
+			lastEmail = later(lastEmail, arrived[min(len(rs), len(arrived))-1])
 			toEmail = append(toEmail, arrived[0].Sub(rs[0].sentAt))
 			if confirmed {
 				lastConfirmation = later(lastConfirmation, arrived[0])
@@ -190,6 +183,7 @@ func (b *bench) analyseRush(reqs []request, w *watcher) rushResult {
 	res.decisionsPerSec = perSecond(res.decided, lastDecision.Sub(firstDecision))
 	res.lastAcceptToLastDecision = sinceIfAfter(lastDecision, lastAccept)
 	res.lastAcceptToLastConfirmation = sinceIfAfter(lastConfirmation, lastAccept)
+	res.lastAcceptToLastEmail = sinceIfAfter(lastEmail, lastAccept)
 	res.replays, res.garbled = w.anomalies()
 	return res
 }
