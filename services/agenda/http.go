@@ -163,14 +163,23 @@ func (a *agenda) handleCreateSession(c *fiber.Ctx) error {
 // before an id from a path goes anywhere.
 var sessionIDRE = regexp.MustCompile(`^[0-9a-z]{26}$`)
 
-func (a *agenda) handlePatchSession(c *fiber.Ctx) error {
+// sessionPath is the event and the session id of a session's route.
+func (a *agenda) sessionPath(c *fiber.Ctx) (*events.Event, string, error) {
 	ev, err := a.eventByID(c)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	id := c.Params("sid")
 	if !sessionIDRE.MatchString(id) {
-		return web.NotFound("no session " + strconv.Quote(id) + " in this agenda")
+		return nil, "", web.NotFound("no session " + strconv.Quote(id) + " in this agenda")
+	}
+	return ev, id, nil
+}
+
+func (a *agenda) handlePatchSession(c *fiber.Ctx) error {
+	ev, id, err := a.sessionPath(c)
+	if err != nil {
+		return err
 	}
 	patch := c.Body()
 	d, err := a.edit(c, ev, func(sessions []events.Session) ([]events.Session, error) {
@@ -219,13 +228,9 @@ func indexOf(sessions []events.Session, id string) int {
 }
 
 func (a *agenda) handleDeleteSession(c *fiber.Ctx) error {
-	ev, err := a.eventByID(c)
+	ev, id, err := a.sessionPath(c)
 	if err != nil {
 		return err
-	}
-	id := c.Params("sid")
-	if !sessionIDRE.MatchString(id) {
-		return web.NotFound("no session " + strconv.Quote(id) + " in this agenda")
 	}
 	_, err = a.edit(c, ev, func(sessions []events.Session) ([]events.Session, error) {
 		i := indexOf(sessions, id)
