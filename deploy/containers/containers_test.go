@@ -67,6 +67,18 @@ func (s *stack) run(name string, opts ...tc.ContainerCustomizer) *tc.DockerConta
 	if err != nil {
 		s.t.Fatalf("start %s: %v", name, err)
 	}
+	// Registered after CleanupContainer, so it runs before: the logs of a
+	// failed run are read while the container is still there.
+	s.t.Cleanup(func() {
+		if !s.t.Failed() {
+			return
+		}
+		if rc, err := c.Logs(context.Background()); err == nil {
+			raw, _ := io.ReadAll(io.LimitReader(rc, 64<<10))
+			_ = rc.Close()
+			s.t.Logf("%s logs:\n%s", name, raw)
+		}
+	})
 	return c
 }
 

@@ -247,7 +247,9 @@ func (p *pool) transact(c *smtp.Client, t *task, msg *mail.Msg) (committed bool,
 	if err := c.Mail(p.envelopeFrom); err != nil {
 		return false, before(err)
 	}
-	if err := c.Rcpt(t.job.To); err != nil {
+	// go-mail's low-level client sends the path as given: RFC 5321 wants
+	// it in angle brackets (some servers, Mailpit among them, insist).
+	if err := c.Rcpt("<" + t.job.To + ">"); err != nil {
 		return false, before(err)
 	}
 	w, err := c.Data()
@@ -308,7 +310,7 @@ func envelopeAddress(from string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("mailer: SMTP_FROM %q: %w", from, err)
 	}
-	return a.Address, nil
+	return "<" + a.Address + ">", nil // the reverse path, as MAIL FROM takes it
 }
 
 // permanentSMTP reports whether err means retrying cannot help: a 5xx reply.
