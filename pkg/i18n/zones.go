@@ -115,3 +115,12 @@ func ianaName(name string) bool {
 }
 
 func isLetter(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
+
+// ZoneOrUTC is LoadZone for showing times: a zone that does not load reads
+// as UTC rather than costing the page or the email.
+func ZoneOrUTC(name string) *time.Location {
+	if loc, err := LoadZone(name); err == nil {
+		return loc
+	}
+	return time.UTC
+}

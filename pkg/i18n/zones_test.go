@@ -3,6 +3,7 @@ package i18n
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLoadZone(t *testing.T) {
@@ -36,5 +37,16 @@ func TestLoadZone(t *testing.T) {
 				t.Errorf("LoadZone(%q) cached a name that did not load", name)
 			}
 		})
+	}
+}
+
+func TestZoneOrUTC(t *testing.T) {
+	if got := ZoneOrUTC("Asia/Tokyo"); got.String() != "Asia/Tokyo" {
+		t.Errorf("ZoneOrUTC(Asia/Tokyo) = %s", got)
+	}
+	for _, name := range []string{"", "Local", "Mars/Olympus", "../etc/passwd"} {
+		if got := ZoneOrUTC(name); got != time.UTC {
+			t.Errorf("ZoneOrUTC(%q) = %s, want UTC", name, got)
+		}
 	}
 }

@@ -133,3 +133,27 @@ func TestTranslateDuplicateOnUpdate(t *testing.T) {
 		t.Fatalf("Translate(%v) is not ErrDuplicate", err)
 	}
 }
+
+func TestInsertNewKeepsWhatIsThere(t *testing.T) {
+	db := testkit.Mongo(t)
+	coll := db.Collection("things")
+	ctx := ctxT(t)
+	type doc struct {
+		ID string `bson:"_id"`
+		V  int    `bson:"v"`
+	}
+	if err := store.InsertNew(ctx, coll, []doc{{"a", 1}, {"b", 1}}); err != nil {
+		t.Fatal(err)
+	}
+	// A redelivered batch: one old, one new document.
+	if err := store.InsertNew(ctx, coll, []doc{{"a", 2}, {"c", 2}}); err != nil {
+		t.Fatalf("a batch with a document already there: %v", err)
+	}
+	var a doc
+	if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: "a"}}).Decode(&a); err != nil || a.V != 1 {
+		t.Fatalf("a = %+v, %v; want the first version kept", a, err)
+	}
+	if n, err := coll.CountDocuments(ctx, bson.D{}); err != nil || n != 3 {
+		t.Fatalf("%d documents, %v; want 3", n, err)
+	}
+}

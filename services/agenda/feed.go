@@ -14,8 +14,7 @@ func (a *agenda) handleICS(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	publicCache(c, ev, rel)
-	if c.Get(fiber.HeaderIfNoneMatch) == etag(ev, rel) {
+	if publicCache(c, ev, rel) {
 		return c.SendStatus(fiber.StatusNotModified)
 	}
 	body, err := calendar.Feed(rel, calendar.Options{

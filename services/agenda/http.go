@@ -410,8 +410,7 @@ func (a *agenda) handleLatest(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	publicCache(c, ev, rel)
-	if c.Get(fiber.HeaderIfNoneMatch) == etag(ev, rel) {
+	if publicCache(c, ev, rel) {
 		return c.SendStatus(fiber.StatusNotModified)
 	}
 	return c.JSON(rel)
@@ -448,10 +447,12 @@ func (a *agenda) handleChanges(c *fiber.Ctx) error {
 }
 
 // publicCache lets browsers and calendar apps keep the latest release for
-// a minute and revalidate it by version.
-func publicCache(c *fiber.Ctx, ev *events.Event, rel *events.Release) {
+// a minute and revalidate it by version; it reports whether the client's
+// copy is current (answer 304).
+func publicCache(c *fiber.Ctx, ev *events.Event, rel *events.Release) bool {
 	c.Set(fiber.HeaderCacheControl, "public, max-age=60")
 	c.Set(fiber.HeaderETag, etag(ev, rel))
+	return c.Get(fiber.HeaderIfNoneMatch) == etag(ev, rel)
 }
 
 // etag names what a public view shows: the release, and the version of the

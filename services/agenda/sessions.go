@@ -189,18 +189,11 @@ func parseTime(v *web.Validation, field, s string) time.Time {
 // eventDays is the span sessions must fall in: from the start of the
 // event's first day to the end of its last, in the event's zone.
 func eventDays(ev *events.Event) (from, until time.Time, loc *time.Location) {
-	loc = zone(ev.Timezone)
+	loc = i18n.ZoneOrUTC(ev.Timezone)
 	start, end := ev.StartsAt.In(loc), ev.EndsAt.In(loc)
 	from = time.Date(start.Year(), start.Month(), start.Day(), 0, 0, 0, 0, loc)
 	until = time.Date(end.Year(), end.Month(), end.Day()+1, 0, 0, 0, 0, loc)
 	return from, until, loc
-}
-
-func zone(name string) *time.Location {
-	if loc, err := i18n.LoadZone(name); err == nil {
-		return loc
-	}
-	return time.UTC
 }
 
 // Warning is something an organiser should look at that does not stop an

@@ -124,15 +124,6 @@ func (s *emailStore) ensureIndexes(ctx context.Context) error {
 	)
 }
 
-// claim inserts the record. store.ErrDuplicate means the email was claimed
-// before: by an earlier delivery of the same message, or by a replay.
-func (s *emailStore) claim(ctx context.Context, r emailRecord) error {
-	if _, err := s.emails.InsertOne(ctx, r); err != nil {
-		return fmt.Errorf("claim email job[%s]: %w", r.ID, store.Translate(err))
-	}
-	return nil
-}
-
 // getMany returns the records with the ids that exist, by id: one query.
 func (s *emailStore) getMany(ctx context.Context, ids []string) (map[string]emailRecord, error) {
 	out := map[string]emailRecord{}
@@ -165,16 +156,8 @@ func (s *emailStore) get(ctx context.Context, id string) (emailRecord, error) {
 
 // addStatuses records status reports; a repeat of the same report is fine.
 func (s *emailStore) addStatuses(ctx context.Context, recs []statusRecord) error {
-	if len(recs) == 0 {
-		return nil
-	}
-	docs := make([]any, len(recs))
-	for i := range recs {
-		docs[i] = recs[i]
-	}
-	_, err := s.statuses.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
-	if err != nil && !onlyDuplicates(err) {
-		return fmt.Errorf("record %d statuses: %w", len(recs), store.Translate(err))
+	if err := store.InsertNew(ctx, s.statuses, recs); err != nil {
+		return fmt.Errorf("record %d statuses: %w", len(recs), err)
 	}
 	return nil
 }

@@ -134,16 +134,8 @@ func (r *eventReplica) handle(ctx context.Context, ds []bus.Delivery) []error {
 // add inserts event versions, ignoring those held already (the first copy
 // of a version stays).
 func (r *eventReplica) add(ctx context.Context, recs []eventRecord) error {
-	if len(recs) == 0 {
-		return nil
-	}
-	docs := make([]any, len(recs))
-	for i := range recs {
-		docs[i] = recs[i]
-	}
-	_, err := r.coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
-	if err != nil && !onlyDuplicates(err) {
-		return fmt.Errorf("store %d event versions: %w", len(recs), store.Translate(err))
+	if err := store.InsertNew(ctx, r.coll, recs); err != nil {
+		return fmt.Errorf("store %d event versions: %w", len(recs), err)
 	}
 	return nil
 }

@@ -105,7 +105,7 @@ func (t *templates) view(l letter) view {
 		v.Signature = v.T("email.signature")
 	}
 
-	eventLoc := zone(l.EventZone)
+	eventLoc := i18n.ZoneOrUTC(l.EventZone)
 	var localLoc *time.Location
 	if v.Online && l.LocalZone != "" && l.LocalZone != l.EventZone {
 		if loc, err := i18n.LoadZone(l.LocalZone); err == nil {

@@ -8,7 +8,6 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/plenaryhq/plenary/pkg/events"
 	"github.com/plenaryhq/plenary/pkg/store"
@@ -87,14 +86,12 @@ func (p *participants) record(ctx context.Context, vs []participant) error {
 	if len(vs) == 0 {
 		return nil
 	}
-	docs := make([]any, len(vs))
+	if err := store.InsertNew(ctx, p.coll, vs); err != nil {
+		return fmt.Errorf("record %d participants: %w", len(vs), err)
+	}
 	ids := make([]string, len(vs))
 	for i := range vs {
-		docs[i], ids[i] = vs[i], vs[i].RegistrationID
-	}
-	_, err := p.coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
-	if err != nil && !onlyDuplicates(err) {
-		return fmt.Errorf("record %d participants: %w", len(vs), store.Translate(err))
+		ids[i] = vs[i].RegistrationID
 	}
 	erased, err := p.erasedAmong(ctx, ids)
 	if err != nil {
@@ -126,21 +123,6 @@ func (p *participants) erasedAmong(ctx context.Context, regIDs []string) (map[st
 		out[e.ID] = true
 	}
 	return out, nil
-}
-
-// onlyDuplicates reports whether an unordered InsertMany failed only on
-// documents already there.
-func onlyDuplicates(err error) bool {
-	var bulk mongo.BulkWriteException
-	if !errors.As(err, &bulk) || bulk.WriteConcernError != nil {
-		return false
-	}
-	for _, we := range bulk.WriteErrors {
-		if !mongo.IsDuplicateKeyError(we) {
-			return false
-		}
-	}
-	return true
 }
 
 // erase forgets a registration: its erasure is recorded first, so nothing

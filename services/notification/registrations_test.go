@@ -150,7 +150,7 @@ func TestRedeliveryPublishesTheClaimedEmail(t *testing.T) {
 		ID: "confirmation.01JCRASH.1", EventID: reg.EventID, RegistrationID: reg.ID, Kind: kindConfirmation,
 		To: reg.Email, Subject: "as rendered before the crash", Text: "text before the crash", CreatedAt: time.Now().UTC(),
 	}
-	if err := emails.claim(ctx, stored); err != nil {
+	if _, err := emails.emails.InsertOne(ctx, stored); err != nil { // claimed, then the crash
 		t.Fatal(err)
 	}
 	h.publish(events.RegistrationConfirmed, reg)
@@ -169,7 +169,7 @@ func TestLateReplayOfHandledEmail(t *testing.T) {
 	old := time.Now().UTC().Add(-time.Hour)
 	handled, lost := registration("01JHANDLED"), registration("01JLOST")
 	for _, reg := range []events.Registration{handled, lost} {
-		if err := emails.claim(ctx, emailRecord{
+		if _, err := emails.emails.InsertOne(ctx, emailRecord{
 			ID: "confirmation." + reg.ID + ".1", EventID: reg.EventID, RegistrationID: reg.ID,
 			Kind: kindConfirmation, To: reg.Email, Subject: "s", Text: "t", CreatedAt: old,
 		}); err != nil {

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
-
 	"github.com/plenaryhq/plenary/pkg/events"
 	"github.com/plenaryhq/plenary/pkg/i18n"
 	"github.com/plenaryhq/plenary/pkg/store"
@@ -133,8 +131,8 @@ func (s *scheduler) remindEvent(ctx context.Context, ev events.Event, rounds []r
 		recs = append(recs, roundRecord{ID: old.ID, EventID: ev.ID, Offset: formatOffset(old.Offset),
 			StartsAt: ev.StartsAt.UTC(), Superseded: true, At: now.UTC()})
 	}
-	if _, err := s.rounds.InsertMany(ctx, recs, options.InsertMany().SetOrdered(false)); err != nil && !onlyDuplicates(err) {
-		return fmt.Errorf("record reminder round[%s]: %w", r.ID, store.Translate(err))
+	if err := store.InsertNew(ctx, s.rounds, recs); err != nil {
+		return fmt.Errorf("record reminder round[%s]: %w", r.ID, err)
 	}
 	log.Info("reminder round sent", "emails", sent, "superseded", len(rounds)-1)
 	return nil
@@ -178,10 +176,7 @@ func reminderLetter(ev events.Event, p participant, rel *events.Release, lead ti
 	if rel == nil {
 		return l
 	}
-	loc, err := i18n.LoadZone(ev.Timezone)
-	if err != nil {
-		loc = time.UTC
-	}
+	loc := i18n.ZoneOrUTC(ev.Timezone)
 	day := ev.StartsAt
 	if now.After(day) {
 		day = now

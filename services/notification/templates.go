@@ -159,15 +159,6 @@ func (t *templates) render(l letter) (rendered, error) {
 	return out, nil
 }
 
-// zone loads an IANA zone; an unknown or empty one reads as UTC rather than
-// costing the participant the email.
-func zone(name string) *time.Location {
-	if loc, err := i18n.LoadZone(name); err == nil {
-		return loc
-	}
-	return time.UTC
-}
-
 // span formats an event's or session's time in lang, e.g. "Monday 9
 // November 2020, 09:00–17:30 CET", naming both days when it spans several.
 func span(lang *i18n.Localizer, start, end time.Time, loc *time.Location) string {

@@ -50,7 +50,7 @@ func lacks(t *testing.T, out rendered, unwanted ...string) {
 
 func TestSpan(t *testing.T) {
 	tmpl := newTestTemplates(t, "")
-	vienna := zone("Europe/Vienna")
+	vienna := i18n.ZoneOrUTC("Europe/Vienna")
 	at := func(day, hour, minute int) time.Time { return time.Date(2020, 11, day, hour, minute, 0, 0, time.UTC) }
 	tests := []struct {
 		name, lang string
@@ -65,9 +65,9 @@ func TestSpan(t *testing.T) {
 			"Wednesday 1 July 2020, 09:00–11:00 CEST"},
 		{"summer time ends", "en", time.Date(2020, 10, 24, 8, 0, 0, 0, time.UTC), time.Date(2020, 10, 26, 8, 0, 0, 0, time.UTC), vienna,
 			"Saturday 24 October 2020, 10:00 CEST – Monday 26 October 2020, 09:00 CET"},
-		{"day changes in the zone", "en", at(9, 23, 30), at(10, 1, 0), zone("Asia/Tokyo"),
+		{"day changes in the zone", "en", at(9, 23, 30), at(10, 1, 0), i18n.ZoneOrUTC("Asia/Tokyo"),
 			"Tuesday 10 November 2020, 08:30–10:00 JST"},
-		{"unknown zone reads as UTC", "en", at(9, 8, 0), at(9, 9, 0), zone("Mars/Olympus"), "Monday 9 November 2020, 08:00–09:00 UTC"},
+		{"unknown zone reads as UTC", "en", at(9, 8, 0), at(9, 9, 0), i18n.ZoneOrUTC("Mars/Olympus"), "Monday 9 November 2020, 08:00–09:00 UTC"},
 		{"German", "de", at(9, 8, 0), at(9, 16, 30), vienna, "Montag, 9. November 2020, 09:00–17:30 CET"},
 		{"Russian", "ru", at(9, 8, 0), at(10, 16, 30), vienna, "понедельник, 9 ноября 2020, 09:00 – вторник, 10 ноября 2020, 17:30 CET"},
 		{"Spanish", "es", at(9, 8, 0), at(9, 16, 30), vienna, "lunes, 9 de noviembre de 2020, 09:00–17:30 CET"},

@@ -234,10 +234,7 @@ func validateEvent(ev *Event) error {
 // openForRegistration returns a problem when the event does not take
 // registrations at now.
 func openForRegistration(ev *Event, now time.Time) error {
-	loc, err := i18n.LoadZone(ev.Timezone)
-	if err != nil {
-		loc = time.UTC
-	}
+	loc := i18n.ZoneOrUTC(ev.Timezone)
 	closed := func(at time.Time) error {
 		return web.Conflict("registration_closed",
 			fmt.Sprintf("registration for this event closed on %s", at.In(loc).Format("2006-01-02 15:04 MST")))

@@ -46,10 +46,7 @@ func (r *registrar) pageJoin(c *fiber.Ctx) error {
 		p.Detail = detail
 		return render(c, status, "message", p)
 	}
-	loc, err := i18n.LoadZone(ev.Timezone)
-	if err != nil {
-		loc = time.UTC
-	}
+	loc := i18n.ZoneOrUTC(ev.Timezone)
 	now := time.Now()
 	opens, closes := joinWindow(ev)
 	data := map[string]any{"Event": ev.Title, "Opens": l.DateTime(opens, loc), "Ends": l.DateTime(closes, loc)}

@@ -36,10 +36,7 @@ func (r *registrar) pageJoinSession(c *fiber.Ctx, l *i18n.Localizer, reg *Regist
 		}
 		return render(c, status, "message", p)
 	}
-	loc, err := i18n.LoadZone(ev.Timezone)
-	if err != nil {
-		loc = time.UTC
-	}
+	loc := i18n.ZoneOrUTC(ev.Timezone)
 	data := map[string]any{"Event": ev.Title}
 	switch {
 	case reg.Mode != events.ModeOnline:

@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -103,10 +102,7 @@ func newPage(l *i18n.Localizer, title string) *page {
 }
 
 func (r *registrar) when(l *i18n.Localizer, ev *Event) string {
-	loc, err := i18n.LoadZone(ev.Timezone)
-	if err != nil {
-		loc = time.UTC
-	}
+	loc := i18n.ZoneOrUTC(ev.Timezone)
 	return l.DateTime(ev.StartsAt, loc) + " – " + l.DateTime(ev.EndsAt, loc)
 }
 

@@ -49,10 +49,7 @@ func (r *registrar) renderEventPage(c *fiber.Ctx, l *i18n.Localizer, ev *Event, 
 
 // closedText says, in the page's language, why registration is closed.
 func closedText(l *i18n.Localizer, ev *Event, now time.Time) string {
-	loc, err := i18n.LoadZone(ev.Timezone)
-	if err != nil {
-		loc = time.UTC
-	}
+	loc := i18n.ZoneOrUTC(ev.Timezone)
 	if o := ev.Registration.OpensAt; o != nil && now.Before(*o) {
 		return l.T("form.not_open", map[string]any{"Date": l.DateTime(*o, loc)})
 	}
@@ -155,10 +152,7 @@ func (r *registrar) renderManage(c *fiber.Ctx, l *i18n.Localizer, reg *Registrat
 	p.Event, p.When, p.View, p.Token, p.Flash = ev, r.when(l, ev), v, c.Params("token"), flash
 	p.Live = reg.live()
 	p.Status = statusText(l, v)
-	loc, lerr := i18n.LoadZone(ev.Timezone)
-	if lerr != nil {
-		loc = time.UTC
-	}
+	loc := i18n.ZoneOrUTC(ev.Timezone)
 	opens, _ := joinWindow(ev)
 	p.Opens = l.DateTime(opens, loc)
 	if reg.CheckedInAt != nil {
