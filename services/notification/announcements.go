@@ -99,6 +99,10 @@ const announceChunk = 500
 // Once all are queued the announcement is marked so; until then it can be
 // sent again, and the claims keep anyone from getting it twice.
 func (a *announcer) send(ctx context.Context, ann announcement) error {
+	ev, err := a.n.events.get(ctx, ann.EventID)
+	if err != nil {
+		return fmt.Errorf("announcement[%s]: %w", ann.ID, err)
+	}
 	people, err := a.n.people.current(ctx, ann.EventID)
 	if err != nil {
 		return err
@@ -132,7 +136,7 @@ func (a *announcer) send(ctx context.Context, ann announcement) error {
 			continue
 		}
 		unsubscribe := a.links.url(regID)
-		r, err := a.n.tmpl.render(announcementLetter(ann, p, unsubscribe))
+		r, err := a.n.tmpl.render(announcementLetter(ann, ev, p, unsubscribe))
 		if err != nil {
 			return fmt.Errorf("announcement[%s]: render for registration[%s]: %w", ann.ID, regID, err)
 		}
@@ -158,8 +162,7 @@ func (a *announcer) send(ctx context.Context, ann announcement) error {
 }
 
 // announcementLetter is the letter of ann to p.
-func announcementLetter(ann announcement, p participant, unsubscribeURL string) letter {
-	ev := p.Event
+func announcementLetter(ann announcement, ev events.Event, p participant, unsubscribeURL string) letter {
 	locale := p.Locale
 	if locale == "" && len(ev.Locales) > 0 {
 		locale = ev.Locales[0]

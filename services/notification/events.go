@@ -32,6 +32,11 @@ type eventRecord struct {
 	Event      events.Event `bson:"event"`
 	MsgID      string       `bson:"msg_id"`
 	ReceivedAt time.Time    `bson:"received_at"`
+	// Copy marks the copy of the event a registration message carried
+	// (_id <event id>:<version>:copy): agenda notices, announcements and
+	// pages may use it, but the scheduler waits for the event's own
+	// messages, which come first on the stream.
+	Copy bool `bson:"copy,omitempty"`
 }
 
 // eventReplica keeps the events notification has heard of. Versions
@@ -140,7 +145,7 @@ func (r *eventReplica) add(ctx context.Context, recs []eventRecord) error {
 	return nil
 }
 
-// all returns the newest version of every event held.
+// all returns the newest version of every event held, copies left out.
 func (r *eventReplica) all(ctx context.Context) ([]events.Event, error) {
 	cur, err := r.coll.Find(ctx, bson.D{})
 	if err != nil {
@@ -153,6 +158,9 @@ func (r *eventReplica) all(ctx context.Context) ([]events.Event, error) {
 	newest := map[string]int{}
 	var out []events.Event
 	for _, rec := range recs {
+		if rec.Copy {
+			continue
+		}
 		if i, ok := newest[rec.EventID]; !ok {
 			newest[rec.EventID] = len(out)
 			out = append(out, rec.Event)

@@ -202,11 +202,7 @@ func (s *scheduler) sendNotice(ctx context.Context, log *slog.Logger, eventID st
 		if len(lines) == 0 {
 			return emailRecord{}, false, nil
 		}
-		e := ev
-		if e.ID == "" {
-			e = p.Event // not heard of the event itself: the registration's copy
-		}
-		l := baseLetter(kindAgenda, e, p, agendaURL)
+		l := baseLetter(kindAgenda, ev, p, agendaURL)
 		l.Sessions = lines
 		var atts []attachment
 		if ics, err := s.noticeFeed(feeds, &after.Release, changes, lines, agendaURL); err != nil {

@@ -109,11 +109,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := people.ensureIndexes(ctx); err != nil {
 		return fmt.Errorf("notification: %w", err)
 	}
-	n := newNotifier(deps, emails, people, tmpl, log)
 	evs := newEventReplica(deps.DB, log)
 	if err := evs.ensureIndexes(ctx); err != nil {
 		return fmt.Errorf("notification: %w", err)
 	}
+	n := newNotifier(deps, emails, people, evs, tmpl, log)
 	sched := newScheduler(deps, n, evs, releases, cfg, public, log)
 	app := deps.App()
 	a, err := newAPI(ctx, deps.DB, emails, n, evs, unsubLinks, log)

@@ -99,14 +99,15 @@ type notifier struct {
 	bus    *bus.Bus
 	emails *emailStore
 	people *participants
+	events *eventReplica
 	tmpl   *templates
 	log    *slog.Logger
 	jobs   *prometheus.CounterVec
 }
 
-func newNotifier(deps *service.Deps, emails *emailStore, people *participants, tmpl *templates, log *slog.Logger) *notifier {
+func newNotifier(deps *service.Deps, emails *emailStore, people *participants, evs *eventReplica, tmpl *templates, log *slog.Logger) *notifier {
 	n := &notifier{
-		bus: deps.Bus, emails: emails, people: people, tmpl: tmpl, log: log,
+		bus: deps.Bus, emails: emails, people: people, events: evs, tmpl: tmpl, log: log,
 		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "notification_mail_jobs_total",
 			Help: "Mail jobs by kind and outcome (queued, republished, already_handled).",
@@ -165,6 +166,9 @@ func (n *notifier) handleRegistrations(ctx context.Context, ds []bus.Delivery) [
 			recs = append(recs, rec)
 			owner = append(owner, i)
 		}
+	}
+	if err := n.events.add(ctx, eventVersions(regs, ds)); err != nil {
+		return bus.ErrBatch(len(ds), err)
 	}
 	if err := n.people.record(ctx, versions); err != nil {
 		return bus.ErrBatch(len(ds), err)
@@ -256,4 +260,26 @@ func (n *notifier) handleStatuses(ctx context.Context, ds []bus.Delivery) []erro
 		return bus.ErrBatch(len(ds), err)
 	}
 	return errs
+}
+
+// eventVersions returns each event version the registrations carry, once,
+// as copies for the events replica: agenda notices, announcements and the
+// unsubscribe page read the event there, also one whose own messages have
+// not arrived (or were never seen).
+func eventVersions(regs []*events.Registration, ds []bus.Delivery) []eventRecord {
+	seen := map[string]bool{}
+	var out []eventRecord
+	for i, reg := range regs {
+		if reg == nil || reg.Event.ID == "" || reg.Event.Version < 1 {
+			continue
+		}
+		id := fmt.Sprintf("%s:%d:copy", reg.Event.ID, reg.Event.Version)
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		out = append(out, eventRecord{ID: id, EventID: reg.Event.ID, Version: reg.Event.Version,
+			Event: reg.Event, MsgID: ds[i].Envelope.ID, ReceivedAt: time.Now().UTC(), Copy: true})
+	}
+	return out
 }

@@ -195,9 +195,9 @@ func (a *api) unsubscribePage(c *fiber.Ctx) error {
 		return err
 	}
 	if done {
-		return unsubscribeAnswer(c, http.StatusOK, t, "", fmt.Sprintf(t.Done, p.Event.Title))
+		return unsubscribeAnswer(c, http.StatusOK, t, "", fmt.Sprintf(t.Done, a.eventTitle(c.UserContext(), p.EventID)))
 	}
-	return unsubscribeAnswer(c, http.StatusOK, t, fmt.Sprintf(t.Question, p.Event.Title), "")
+	return unsubscribeAnswer(c, http.StatusOK, t, fmt.Sprintf(t.Question, a.eventTitle(c.UserContext(), p.EventID)), "")
 }
 
 // unsubscribe answers POST /u/{token}, RFC 8058's one-click POST (body
@@ -216,7 +216,16 @@ func (a *api) unsubscribe(c *fiber.Ctx) error {
 		return err
 	}
 	a.log.Info("unsubscribed from announcements", "event_id", p.EventID, "registration_id", p.RegistrationID)
-	return unsubscribeAnswer(c, http.StatusOK, t, "", fmt.Sprintf(t.Done, p.Event.Title))
+	return unsubscribeAnswer(c, http.StatusOK, t, "", fmt.Sprintf(t.Done, a.eventTitle(c.UserContext(), p.EventID)))
+}
+
+// eventTitle is the event's title from the events replica ("" if unknown).
+func (a *api) eventTitle(ctx context.Context, eventID string) string {
+	ev, err := a.n.events.get(ctx, eventID)
+	if err != nil {
+		return ""
+	}
+	return ev.Title
 }
 
 // tokenHolder checks the token of /u/{token} and finds its registration
