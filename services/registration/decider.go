@@ -36,8 +36,13 @@ type decider struct {
 	stream jetstream.Stream
 	cons   jetstream.Consumer
 
-	states map[string]*eventState // by event id, loaded on first use
-	loaded bool                   // states and last match the database
+	states map[string]*eventState // by event id
+	// cold are the events that existed at the last reload but were left
+	// out of states (over for a while): loaded on first use. An event in
+	// neither map was created since, and has no registration this decider
+	// did not decide.
+	cold   map[string]bool
+	loaded bool // states and last match the database
 	pinID  string
 	last   int64 // stream sequence of the last request decided
 	pruned time.Time
@@ -319,8 +324,7 @@ func (d *decider) announce(ctx context.Context, entries []*journalEntry) error {
 	return nil
 }
 
-// state returns the event's state, loading it on first use; nil when there
-// is no such event.
+// state returns the event's state; nil when there is no such event.
 func (d *decider) state(ctx context.Context, eventID string) (*eventState, error) {
 	if st, ok := d.states[eventID]; ok {
 		return st, nil
@@ -332,14 +336,56 @@ func (d *decider) state(ctx context.Context, eventID string) (*eventState, error
 	if err != nil {
 		return nil, err
 	}
-	regs, err := d.r.store.registrationsOf(ctx, eventID)
-	if err != nil {
-		return nil, err
+	var regs []Registration
+	if d.cold[eventID] {
+		if regs, err = d.r.store.registrationsOf(ctx, eventID); err != nil {
+			return nil, err
+		}
 	}
 	st := newEventState(ev)
 	st.load(regs)
 	d.states[eventID] = st
+	delete(d.cold, eventID)
 	return st, nil
+}
+
+// hotFor is how long after its end an event's state is loaded with the
+// others at a reload rather than on first use.
+const hotFor = 14 * 24 * time.Hour
+
+// loadStates reads every event and, in one pass over the registrations,
+// the state of each event that is not long over. On FerretDB every query
+// scans the whole collection (NOTES.md), so this one pass costs what
+// loading the first event alone did, and spares a pass for every other
+// event a rush touches (measured: 1.4–2.4 s each at 20,000 registrations).
+func (d *decider) loadStates(ctx context.Context) error {
+	evs, err := d.r.store.allEvents(ctx)
+	if err != nil {
+		return err
+	}
+	since := time.Now().Add(-hotFor)
+	states, cold := map[string]*eventState{}, map[string]bool{}
+	for i := range evs {
+		if ev := &evs[i]; ev.EndsAt.IsZero() || ev.EndsAt.After(since) {
+			states[ev.ID] = newEventState(ev)
+		} else {
+			cold[ev.ID] = true
+		}
+	}
+	byEvent := map[string][]Registration{}
+	err = d.r.store.eachRegistration(ctx, func(r Registration) {
+		if states[r.EventID] != nil {
+			byEvent[r.EventID] = append(byEvent[r.EventID], r)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	for id, st := range states {
+		st.load(byEvent[id])
+	}
+	d.states, d.cold = states, cold
+	return nil
 }
 
 // repinned decides whether a new pin means someone else decided meanwhile.
@@ -400,7 +446,9 @@ func (d *decider) reload(ctx context.Context) error {
 	if err := d.announce(ctx, pending); err != nil {
 		return err
 	}
-	d.states = map[string]*eventState{}
+	if err := d.loadStates(ctx); err != nil {
+		return err
+	}
 	d.loaded = true
 	d.log.Info("decider: state reloaded", "ack_floor", floor, "journal", len(pending), "resume_after", d.last)
 	return nil

@@ -17,7 +17,7 @@ import (
 type regStore struct {
 	events        *mongo.Collection
 	registrations *mongo.Collection
-	journal       *mongo.Collection
+	db            *mongo.Database // the journal's collections (journalOf)
 	attendance    *mongo.Collection
 }
 
@@ -25,7 +25,7 @@ func newStore(db *mongo.Database) *regStore {
 	return &regStore{
 		events:        db.Collection("events"),
 		registrations: db.Collection("registrations"),
-		journal:       db.Collection("decisions"),
+		db:            db,
 		attendance:    db.Collection("attendance"),
 	}
 }
@@ -56,6 +56,39 @@ func (s *regStore) registrationsOf(ctx context.Context, eventID string) ([]Regis
 		return nil, fmt.Errorf("registrations of %s: %w", eventID, err)
 	}
 	return out, nil
+}
+
+// allEvents returns every event.
+func (s *regStore) allEvents(ctx context.Context) ([]Event, error) {
+	cur, err := s.events.Find(ctx, bson.D{})
+	if err != nil {
+		return nil, fmt.Errorf("events: %w", err)
+	}
+	var out []Event
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("events: %w", err)
+	}
+	return out, nil
+}
+
+// eachRegistration calls f with every registration of every event.
+func (s *regStore) eachRegistration(ctx context.Context, f func(Registration)) error {
+	cur, err := s.registrations.Find(ctx, bson.D{})
+	if err != nil {
+		return fmt.Errorf("registrations: %w", err)
+	}
+	defer cur.Close(ctx)
+	for cur.Next(ctx) {
+		var r Registration
+		if err := cur.Decode(&r); err != nil {
+			return fmt.Errorf("registrations: %w", err)
+		}
+		f(r)
+	}
+	if err := cur.Err(); err != nil {
+		return fmt.Errorf("registrations: %w", err)
+	}
+	return nil
 }
 
 func (s *regStore) eventByID(ctx context.Context, id string) (*Event, error) {
