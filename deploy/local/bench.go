@@ -18,9 +18,15 @@ import (
 	"github.com/plenaryhq/plenary/pkg/embedded"
 )
 
-// benchJSON is where --bench writes its table as JSON. It is declared here
-// rather than in main so that the bench's flags live with the bench.
-var benchJSON = flag.String("bench-json", filepath.Join(".data", "bench.json"), "where --bench writes its table as JSON")
+// The bench's own flags live with the bench rather than in main.
+var (
+	benchJSON = flag.String("bench-json", filepath.Join(".data", "bench.json"), "where --bench writes its table as JSON")
+
+	benchRushProfile = flag.String("bench-rush-cpuprofile", "",
+		"write a CPU profile of the whole-system rush alone to this file")
+	benchCoreProfile = flag.String("bench-core-cpuprofile", "",
+		"write a CPU profile of the core-alone rush (notification paused) to this file")
+)
 
 // bench drives the whole system in this process and prints one table:
 // what Plenary achieves next to the raw limits of the same infrastructure,
@@ -137,7 +143,9 @@ func (b *bench) system(ctx context.Context, dir string) (systemResult, error) {
 	}
 
 	before := readUsage()
+	stopProfile := startPartProfile(b, "rush", *benchRushProfile)
 	res.rush = b.rush(ctx, s, w, "rush", true)
+	stopProfile()
 	res.rush.cpu = readUsage().cpu - before.cpu
 	fmt.Fprintf(b.out, "  rush: %d accepted at %.0f/s, %d decided, %d emails\n",
 		res.rush.accepted, res.rush.acceptedPerSec, res.rush.decided, res.rush.emails)
@@ -167,7 +175,9 @@ func (b *bench) system(ctx context.Context, dir string) (systemResult, error) {
 	if err := s.Stop(Notification); err != nil {
 		return res, fmt.Errorf("pause notification: %w", err)
 	}
+	stopProfile = startPartProfile(b, "core alone", *benchCoreProfile)
 	res.core = b.rush(ctx, s, w, "core", false)
+	stopProfile()
 	fmt.Fprintf(b.out, "  core alone: %d accepted at %.0f/s, %d decided at %.0f/s\n",
 		res.core.accepted, res.core.acceptedPerSec, res.core.decided, res.core.decisionsPerSec)
 	if res.core.acceptedPerSec > 0 {

@@ -116,7 +116,7 @@ func (b *bench) fanOut(ctx context.Context, s *Stack, pub *bus.Bus) (fanoutResul
 		return res, err
 	}
 
-	stopProfile := startFanoutProfile(b)
+	stopProfile := startPartProfile(b, "fan-out", *benchFanoutProfile)
 	used, changed := readUsage(), time.Now()
 	released, err := b.moveSession(ctx, s, ev, sessionID)
 	if err != nil {

@@ -86,20 +86,21 @@ func (b *bench) bareFanout(ctx context.Context, tmpl events.MailJob, n int) (flo
 	return rate, nil
 }
 
-// startFanoutProfile starts the fan-out's CPU profile if one was asked for
-// and returns what stops it. A whole-run profile (--cpuprofile) excludes it.
-func startFanoutProfile(b *bench) func() {
-	if *benchFanoutProfile == "" {
+// startPartProfile starts a CPU profile of one part of the bench if path
+// names a file, and returns what stops it. A whole-run profile
+// (--cpuprofile) excludes it.
+func startPartProfile(b *bench, part, path string) func() {
+	if path == "" {
 		return func() {}
 	}
-	f, err := os.Create(*benchFanoutProfile)
+	f, err := os.Create(path)
 	if err != nil {
-		b.log.Warn("fan-out profile not written", "err", err)
+		b.log.Warn("profile not written", "part", part, "err", err)
 		return func() {}
 	}
 	if err := pprof.StartCPUProfile(f); err != nil {
 		f.Close()
-		b.log.Warn("fan-out profile not written (is --cpuprofile on?)", "err", err)
+		b.log.Warn("profile not written (is --cpuprofile on?)", "part", part, "err", err)
 		return func() {}
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }
