@@ -115,3 +115,44 @@ func TestCommitterDuringOutage(t *testing.T) {
 		return c.Publish(ctx, msgWithID(events.RegistrationConfirmed, "up"))
 	})
 }
+
+// A message whose id is stored already (a retry) is answered as stored, and
+// the others published with it are stored once: in a small batch (one by
+// one) and in a large one (atomic, refused whole, then one by one).
+func TestCommitterRetriedIDsAmongNewOnes(t *testing.T) {
+	b, _ := newBus(t)
+	c := bus.NewCommitter(b, 1)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Publish(ctx, msgWithID(events.RegistrationConfirmed, "again")); err != nil {
+		t.Fatal(err)
+	}
+	stored := uint64(1)
+	for _, n := range []int{3, 40} {
+		var wg sync.WaitGroup
+		errs := make(chan error, n+1)
+		for i := range n + 1 {
+			id := fmt.Sprintf("new-%d-%d", n, i)
+			if i == n/2 {
+				id = "again"
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs <- c.Publish(ctx, msgWithID(events.RegistrationConfirmed, id))
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatalf("batch of %d: %v", n+1, err)
+			}
+		}
+		stored += uint64(n)
+		if got := streamMsgs(t, b, events.StreamRegistration); got != stored {
+			t.Fatalf("after a batch of %d: %d stored, want %d", n+1, got, stored)
+		}
+	}
+}

@@ -2,18 +2,24 @@ package bus
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Committer group-commits publishes from many goroutines: a message waits
 // while the batch before it is being stored, and whatever arrived meanwhile
-// goes out together as one atomic batch, one fsync for all of them. Alone,
-// a message is published on its own (an atomic batch of one is slow). So a
-// rush is no longer bound by the disk's fsync rate, and a quiet moment pays
-// no more than a plain publish.
+// goes out together as one atomic batch, one fsync for all of them. So a
+// rush is no longer bound by the disk's fsync rate. An atomic batch costs
+// about 4 ms whatever its size on a single server (nats-server stages it in
+// a file store of its own first), so fewer than minAtomic messages are
+// published one by one instead, pipelined, each with its own fsync
+// (measured here: 2 messages in 0.9 ms against 4.1 ms atomically, 8 in 2.6
+// against 4.2 ms; from 16 on the atomic batch is ahead). A quiet moment
+// pays no more than a plain publish.
 //
 // Only messages whose ids cannot already be in the duplicate window belong
 // here (fresh ids): one known id makes the server refuse the whole batch,
@@ -97,15 +103,52 @@ func (c *Committer) run() {
 		if len(msgs) == 0 {
 			continue
 		}
-		// The batch outlives any one caller's context: its requests are
-		// stored together or not at all.
+		// The batch outlives any one caller's context.
 		ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
-		err := c.bus.PublishBatch(ctx, msgs)
+		if len(msgs) < minAtomic {
+			for i, err := range c.bus.publishEach(ctx, msgs) {
+				live[i].done <- err
+			}
+		} else {
+			err := c.bus.PublishBatch(ctx, msgs)
+			for _, p := range live {
+				p.done <- err
+			}
+		}
 		cancel()
-		for _, p := range live {
-			p.done <- err
+	}
+}
+
+// minAtomic is the smallest batch the committer stores atomically.
+const minAtomic = 16
+
+// publishEach publishes msgs asynchronously, in order, each deduplicated by
+// its Nats-Msg-Id, and returns each one's outcome once all are answered.
+func (b *Bus) publishEach(ctx context.Context, msgs []*nats.Msg) []error {
+	errs := make([]error, len(msgs))
+	if !b.NC.IsConnected() {
+		for i := range errs {
+			errs[i] = ErrDisconnected
+		}
+		return errs
+	}
+	futures := make([]jetstream.PubAckFuture, len(msgs))
+	for i, m := range msgs {
+		futures[i], errs[i] = b.JS.PublishMsgAsync(m)
+	}
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			errs[i] = fmt.Errorf("bus: publish %s: %w", msgs[i].Subject, err)
+		case <-ctx.Done():
+			errs[i] = fmt.Errorf("bus: publish %s: %w", msgs[i].Subject, ctx.Err())
 		}
 	}
+	return errs
 }
 
 // publishTimeout bounds one batch's wait for NATS.
