@@ -28,16 +28,29 @@ const (
 
 	// MaxAtomicBatch is nats-server's default limit on one atomic batch.
 	MaxAtomicBatch = 1000
+
+	// MinAtomicBatch is the fewest messages PublishBatch sends as an
+	// atomic batch. An atomic batch costs about 4 ms whatever its size on
+	// a single server (nats-server stages it in a file store of its own
+	// before storing it), so fewer are published one by one, pipelined,
+	// each with its own fsync. Measured here: 2 messages in 0.9 ms against
+	// 4.1 ms atomically, 8 in 2.6 ms against 4.2; from 16 on the atomic
+	// batch is ahead (4.5 ms against 5.0).
+	MinAtomicBatch = 16
 )
 
 // PublishBatch stores msgs in their stream in order, each deduplicated by
 // its Nats-Msg-Id header, and returns once all are stored. All msgs must go
-// to one stream that allows atomic publishing. Two or more are sent as
-// atomic batches of at most MaxAtomicBatch; a batch the server refuses (one
-// id already in the duplicate window makes it refuse the whole batch, and a
-// replay is exactly that) is sent again one message at a time, which stores
-// what is new and drops what is not.
+// to one stream that allows atomic publishing. MinAtomicBatch or more are
+// sent as atomic batches of at most MaxAtomicBatch, fewer one by one
+// (pipelined); a batch the server refuses (one id already in the duplicate
+// window makes it refuse the whole batch, and a replay is exactly that) is
+// sent again one message at a time, which stores what is new and drops what
+// is not. Callers retry what failed: an error can leave some stored.
 func (b *Bus) PublishBatch(ctx context.Context, msgs []*nats.Msg) error {
+	if len(msgs) < MinAtomicBatch {
+		return errors.Join(b.publishEach(ctx, msgs)...)
+	}
 	for len(msgs) > 0 {
 		n := min(len(msgs), MaxAtomicBatch)
 		chunk := msgs[:n]

@@ -149,8 +149,8 @@ func (m *mailer) publishStatuses(ctx context.Context, ds []bus.Delivery, sts []p
 		}
 		return
 	}
-	stores := len(msgs)
-	if len(msgs) > 1 {
+	stores := len(msgs) // fewer than bus.MinAtomicBatch go one by one
+	if len(msgs) >= bus.MinAtomicBatch {
 		stores = (len(msgs) + bus.MaxAtomicBatch - 1) / bus.MaxAtomicBatch
 	}
 	m.m.durableWrites.WithLabelValues(writeStatus).Add(float64(stores))
