@@ -230,7 +230,7 @@ func latest(recs []statusRecord, created time.Time) (status string, at time.Time
 var logOrder = bson.D{{Key: "created_at", Value: -1}, {Key: "_id", Value: 1}}
 
 // noBodies leaves the rendered content out of list reads.
-var noBodies = bson.D{{Key: "text", Value: 0}, {Key: "html", Value: 0}, {Key: "attachments", Value: 0}}
+var noBodies = bson.D{{Key: "text", Value: 0}, {Key: "html", Value: 0}, {Key: "attachments", Value: 0}, {Key: "content", Value: 0}}
 
 // logCursor is where a page of the log ends.
 type logCursor struct {

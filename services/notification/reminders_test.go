@@ -410,7 +410,8 @@ func TestReminderRescheduledWhenTheStartChanges(t *testing.T) {
 }
 
 // noPersonalData fails the test if any document of any collection of db
-// holds one of the strings (case-insensitively).
+// holds one of the strings (case-insensitively), compressed email content
+// included.
 func noPersonalData(t *testing.T, db *mongo.Database, strs ...string) {
 	t.Helper()
 	ctx := context.Background()
@@ -428,6 +429,16 @@ func noPersonalData(t *testing.T, db *mongo.Database, strs ...string) {
 		}
 		for cur.Next(ctx) {
 			doc := bytes.ToLower(cur.Current)
+			// An email's content is stored compressed: search it too.
+			if v, err := cur.Current.LookupErr("content"); err == nil {
+				if _, z, ok := v.BinaryOK(); ok {
+					raw, err := decompress(z)
+					if err != nil {
+						t.Fatalf("collection %s: content: %v", name, err)
+					}
+					doc = append(doc, bytes.ToLower(raw)...)
+				}
+			}
 			for _, s := range strs {
 				if bytes.Contains(doc, []byte(strings.ToLower(s))) {
 					t.Errorf("collection %s still holds %q: %s", name, s, cur.Current)
