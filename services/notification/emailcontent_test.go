@@ -1,0 +1,66 @@
+package notification
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/plenaryhq/plenary/pkg/testkit"
+)
+
+// An email record's content is stored compressed and read back whole; a
+// record stored before (content in plain fields) still reads.
+func TestEmailContentStoredCompressed(t *testing.T) {
+	ctx := context.Background()
+	coll := testkit.Mongo(t).Collection(emailsCollection)
+	r := emailRecord{
+		ID: "job-1", EventID: "evt", RegistrationID: "reg", Kind: kindConfirmation, To: "ada@example.org",
+		Subject: "Confirmed", Text: "Dear Ada Lovelace, you are confirmed.", HTML: "<p>Dear Ada Lovelace</p>",
+		Attachments: []attachment{{Name: "event.ics", ContentType: "text/calendar", Data: []byte("BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n")}},
+		CreatedAt:   time.Now().UTC().Truncate(time.Millisecond),
+	}
+	if _, err := coll.InsertOne(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: r.ID}}).Raw()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte("Lovelace")) || bytes.Contains(raw, []byte("VCALENDAR")) {
+		t.Fatalf("content stored uncompressed: %s", raw)
+	}
+	var got emailRecord
+	if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: r.ID}}).Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Text != r.Text || got.HTML != r.HTML || len(got.Attachments) != 1 ||
+		!bytes.Equal(got.Attachments[0].Data, r.Attachments[0].Data) || got.To != r.To || !got.CreatedAt.Equal(r.CreatedAt) {
+		t.Fatalf("read back %+v, want %+v", got, r)
+	}
+	// Listing without bodies leaves the content out.
+	var listed emailRecord
+	if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: r.ID}}, options.FindOne().SetProjection(noBodies)).Decode(&listed); err != nil {
+		t.Fatal(err)
+	}
+	if listed.Text != "" || listed.HTML != "" || listed.Attachments != nil || listed.Subject != r.Subject {
+		t.Fatalf("listed %+v, want no content", listed)
+	}
+
+	old := bson.D{{Key: "_id", Value: "job-old"}, {Key: "event_id", Value: "evt"}, {Key: "kind", Value: kindConfirmation},
+		{Key: "to", Value: "old@example.org"}, {Key: "subject", Value: "Old"}, {Key: "text", Value: "plain text"},
+		{Key: "html", Value: "<p>plain</p>"}, {Key: "created_at", Value: time.Now().UTC()}}
+	if _, err := coll.InsertOne(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	var legacy emailRecord
+	if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: "job-old"}}).Decode(&legacy); err != nil {
+		t.Fatal(err)
+	}
+	if legacy.Text != "plain text" || legacy.HTML != "<p>plain</p>" {
+		t.Fatalf("a record stored before: %+v", legacy)
+	}
+}

@@ -1,0 +1,131 @@
+package registration
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/plenaryhq/plenary/pkg/testkit"
+)
+
+// The journal spans collections of journalSpan sequences: entries are read
+// back in order across them (and from the collection used before the split),
+// and pruning drops a collection only once the floor has passed all of it.
+func TestJournalSpansArePrunedWhole(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(testkit.Mongo(t))
+	entry := func(seq int64) *journalEntry {
+		return &journalEntry{Seq: seq, RequestID: "req", EventID: "evt", At: time.Now().UTC()}
+	}
+	// Written before the split.
+	if _, err := s.db.Collection(legacyJournal).InsertMany(ctx, []any{entry(3), entry(5)}); err != nil {
+		t.Fatal(err)
+	}
+	var batch []*journalEntry
+	for _, seq := range []int64{journalSpan - 2, journalSpan - 1, journalSpan, journalSpan + 1, 2*journalSpan + 7} {
+		batch = append(batch, entry(seq))
+	}
+	if err := s.recordDecisions(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.recordDecisions(ctx, batch[1:2]); err != errFence {
+		t.Fatalf("recording a sequence again: %v, want the fence", err)
+	}
+	seqs := func(after int64) []int64 {
+		t.Helper()
+		got, err := s.pendingDecisions(ctx, after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []int64
+		for _, e := range got {
+			out = append(out, e.Seq)
+		}
+		return out
+	}
+	if got, want := seqs(4), []int64{5, journalSpan - 2, journalSpan - 1, journalSpan, journalSpan + 1, 2*journalSpan + 7}; !slices.Equal(got, want) {
+		t.Fatalf("pending after 4: %v, want %v", got, want)
+	}
+	if got, want := seqs(journalSpan), []int64{journalSpan + 1, 2*journalSpan + 7}; !slices.Equal(got, want) {
+		t.Fatalf("pending after %d: %v, want %v", journalSpan, got, want)
+	}
+
+	// A floor inside the first span drops nothing of it.
+	if err := s.pruneDecisions(ctx, journalSpan-2); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := seqs(0), []int64{journalSpan - 2, journalSpan - 1, journalSpan, journalSpan + 1, 2*journalSpan + 7}; !slices.Equal(got, want) {
+		t.Fatalf("after pruning to %d: %v, want %v (the legacy entries gone, the span kept)", journalSpan-2, got, want)
+	}
+	// Past the first span's end: it is dropped, the legacy collection too.
+	if err := s.pruneDecisions(ctx, journalSpan+1); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := seqs(0), []int64{journalSpan, journalSpan + 1, 2*journalSpan + 7}; !slices.Equal(got, want) {
+		t.Fatalf("after pruning to %d: %v, want %v", journalSpan+1, got, want)
+	}
+	names, err := s.db.ListCollectionNames(ctx, bson.D{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(names)
+	if want := []string{"decisions_1", "decisions_2"}; !slices.Equal(names, want) {
+		t.Fatalf("collections %v, want %v", names, want)
+	}
+
+	if err := s.dropDecisionsFrom(ctx, journalSpan+1); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := seqs(0), []int64{journalSpan}; !slices.Equal(got, want) {
+		t.Fatalf("after dropping from %d: %v, want %v", journalSpan+1, got, want)
+	}
+}
+
+// A reload reads every event and, in one pass, the registrations of those
+// not long over; an event long over is read when first asked for, and one
+// created since the reload starts empty.
+func TestDeciderLoadsStatesInOnePass(t *testing.T) {
+	ctx := context.Background()
+	db := testkit.Mongo(t)
+	s := newStore(db)
+	now := time.Now().UTC()
+	current := Event{ID: "evt-now", Slug: "now", Version: 1, StartsAt: now.Add(24 * time.Hour), EndsAt: now.Add(48 * time.Hour)}
+	old := Event{ID: "evt-old", Slug: "old", Version: 1, StartsAt: now.Add(-2 * hotFor), EndsAt: now.Add(-2*hotFor + time.Hour)}
+	if _, err := s.events.InsertMany(ctx, []any{current, old}); err != nil {
+		t.Fatal(err)
+	}
+	reg := func(id, eventID string) Registration {
+		return Registration{ID: id, EventID: eventID, EmailKey: eventID + ":" + id, Email: id + "@example.org",
+			Mode: "online", Status: "confirmed", SeatKey: id}
+	}
+	if _, err := s.registrations.InsertMany(ctx, []any{reg("a", current.ID), reg("b", current.ID), reg("c", old.ID)}); err != nil {
+		t.Fatal(err)
+	}
+	d := &decider{r: &registrar{store: s}}
+	if err := d.loadStates(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := d.states[current.ID]; st == nil || len(st.regs) != 2 {
+		t.Fatalf("current event's state %+v, want its 2 registrations", st)
+	}
+	if d.states[old.ID] != nil || !d.cold[old.ID] {
+		t.Fatalf("the event long over was loaded (%v) or not marked cold (%v)", d.states[old.ID] != nil, d.cold[old.ID])
+	}
+	st, err := d.state(ctx, old.ID)
+	if err != nil || st == nil || len(st.regs) != 1 {
+		t.Fatalf("the event long over, on first use: %+v, %v; want its registration", st, err)
+	}
+	later := Event{ID: "evt-later", Slug: "later", Version: 1, StartsAt: now.Add(24 * time.Hour), EndsAt: now.Add(48 * time.Hour)}
+	if _, err := s.events.InsertOne(ctx, later); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := d.state(ctx, later.ID); err != nil || st == nil || len(st.regs) != 0 {
+		t.Fatalf("an event created since: %+v, %v; want an empty state", st, err)
+	}
+	if st, err := d.state(ctx, "evt-none"); err != nil || st != nil {
+		t.Fatalf("no such event: %+v, %v; want nil", st, err)
+	}
+}
