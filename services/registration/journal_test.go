@@ -2,6 +2,7 @@ package registration
 
 import (
 	"context"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -127,5 +128,55 @@ func TestDeciderLoadsStatesInOnePass(t *testing.T) {
 	}
 	if st, err := d.state(ctx, "evt-none"); err != nil || st != nil {
 		t.Fatalf("no such event: %+v, %v; want nil", st, err)
+	}
+}
+
+// A journal entry goes to the database with its decisions as one blob and
+// comes back whole; entries stored before, as fields, still read.
+func TestJournalEntryRoundTrip(t *testing.T) {
+	at := time.Now().UTC().Truncate(time.Millisecond)
+	e := journalEntry{
+		Seq: 42, RequestID: "req-1", EventID: "evt", At: at, TraceParent: "00-abc-def-01",
+		Regs:     []Registration{{ID: "reg-1", EventID: "evt", Email: "ada@example.org", Name: "Ada", Status: "confirmed", Seat: 3, Version: 2}},
+		Event:    &Event{ID: "evt", Version: 4, Slug: "evt"},
+		Outcomes: []journalOutcome{{Type: "registration.v1.registration.confirmed", RegID: "reg-1", Reason: "promoted"}},
+		Reply:    "_INBOX.x", ReplyBody: []byte(`{"status":"ok"}`),
+	}
+	// Every stored field of journalEntry must be in the head or the blob:
+	// a field added to one and not the other would be lost on a takeover.
+	stored := 0
+	typ := reflect.TypeOf(e)
+	for i := range typ.NumField() {
+		if typ.Field(i).Tag.Get("bson") != "-" {
+			stored++
+		}
+	}
+	if head, body := reflect.TypeOf(journalHead{}).NumField()-1, reflect.TypeOf(journalBody{}).NumField(); stored != head+body {
+		t.Fatalf("journalEntry stores %d fields, the head and blob hold %d: add the new ones to journalHead or journalBody", stored, head+body)
+	}
+	raw, err := bson.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bson.Raw(raw).LookupErr("regs"); err == nil {
+		t.Fatal("registrations stored as fields, want them in the blob")
+	}
+	var back journalEntry
+	if err := bson.Unmarshal(raw, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, e) {
+		t.Fatalf("read back %+v, want %+v", back, e)
+	}
+	old, err := bson.Marshal(journalFields(e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fromOld journalEntry
+	if err := bson.Unmarshal(old, &fromOld); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(fromOld, e) {
+		t.Fatalf("an entry stored as fields read back as %+v, want %+v", fromOld, e)
 	}
 }
