@@ -117,7 +117,11 @@ func (c *Committer) run() {
 
 // publishEach publishes msgs asynchronously, in order, each deduplicated by
 // its Nats-Msg-Id, and returns each one's outcome once all are answered
-// (nil for each when all were stored).
+// (nil for each when all were stored), waiting at most publishTimeout when
+// ctx has no deadline. Unlike an atomic batch it can store some and not
+// others, and a message lost with a dropped connection can be stored by
+// the caller's retry after one sent behind it: callers retry what failed,
+// and consumers order by version, not by arrival.
 func (b *Bus) publishEach(ctx context.Context, msgs []*nats.Msg) []error {
 	errs := make([]error, len(msgs))
 	if !b.NC.IsConnected() {
@@ -125,6 +129,13 @@ func (b *Bus) publishEach(ctx context.Context, msgs []*nats.Msg) []error {
 			errs[i] = ErrDisconnected
 		}
 		return errs
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		// An ack that never comes (the connection lost in between) must
+		// not hold the caller for ever: the publish is then retried.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, publishTimeout)
+		defer cancel()
 	}
 	futures := make([]jetstream.PubAckFuture, len(msgs))
 	for i, m := range msgs {

@@ -99,7 +99,7 @@ const announceChunk = 500
 // Once all are queued the announcement is marked so; until then it can be
 // sent again, and the claims keep anyone from getting it twice.
 func (a *announcer) send(ctx context.Context, ann announcement) error {
-	ev, err := a.n.events.get(ctx, ann.EventID)
+	ev, err := a.n.eventOf(ctx, ann.EventID)
 	if err != nil {
 		return fmt.Errorf("announcement[%s]: %w", ann.ID, err)
 	}

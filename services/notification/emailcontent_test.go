@@ -64,3 +64,24 @@ func TestEmailContentStoredCompressed(t *testing.T) {
 		t.Fatalf("a record stored before: %+v", legacy)
 	}
 }
+
+// An event notification never kept a message of is still known from the
+// copy that participant versions stored before the events replica took
+// the copies.
+func TestEventFromParticipantsStoredBefore(t *testing.T) {
+	ctx := context.Background()
+	db := testkit.Mongo(t)
+	n := &notifier{events: newEventReplica(db, testkit.Logger(t)), people: newParticipants(db, newEmailStore(db))}
+	if _, err := n.eventOf(ctx, "evt-old"); err == nil {
+		t.Fatal("an event nobody stored was found")
+	}
+	old := bson.D{{Key: "_id", Value: "reg-1:1"}, {Key: "registration_id", Value: "reg-1"}, {Key: "event_id", Value: "evt-old"},
+		{Key: "version", Value: 1}, {Key: "event", Value: bson.D{{Key: "id", Value: "evt-old"}, {Key: "title", Value: "Roundtable"}, {Key: "version", Value: 2}}}}
+	if _, err := db.Collection(participantsCollection).InsertOne(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := n.eventOf(ctx, "evt-old")
+	if err != nil || ev.Title != "Roundtable" {
+		t.Fatalf("event from the old participant copy: %+v, %v", ev, err)
+	}
+}

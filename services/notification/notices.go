@@ -179,7 +179,7 @@ func (s *scheduler) sendNotice(ctx context.Context, log *slog.Logger, eventID st
 	if len(changes) == 0 {
 		return 0, nil
 	}
-	ev, err := s.events.get(ctx, eventID)
+	ev, err := s.n.eventOf(ctx, eventID)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return 0, err
 	}

@@ -8,6 +8,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/plenaryhq/plenary/pkg/events"
 	"github.com/plenaryhq/plenary/pkg/store"
@@ -49,6 +50,21 @@ func participantOf(reg events.Registration, at time.Time) participant {
 		Locale: reg.Locale, Timezone: reg.Timezone, ManageURL: reg.ManageURL, JoinURL: reg.JoinURL,
 		At: at.UTC(),
 	}
+}
+
+// legacyEvent returns the copy of the event that participant versions
+// stored before the events replica took the copies (store.ErrNotFound when
+// none has one): for an event whose own messages notification never kept.
+func (p *participants) legacyEvent(ctx context.Context, eventID string) (events.Event, error) {
+	var doc struct {
+		Event events.Event `bson:"event"`
+	}
+	err := p.coll.FindOne(ctx, bson.D{{Key: "event_id", Value: eventID}, {Key: "event.id", Value: bson.D{{Key: "$exists", Value: true}}}},
+		options.FindOne().SetSort(bson.D{{Key: "version", Value: -1}})).Decode(&doc)
+	if err = store.Translate(err); err != nil {
+		return events.Event{}, fmt.Errorf("event[%s]: %w", eventID, err)
+	}
+	return doc.Event, nil
 }
 
 // erasedCollection lists erased registrations, one small document each:

@@ -14,6 +14,7 @@ import (
 	"github.com/plenaryhq/plenary/pkg/bus"
 	"github.com/plenaryhq/plenary/pkg/events"
 	"github.com/plenaryhq/plenary/pkg/service"
+	"github.com/plenaryhq/plenary/pkg/store"
 )
 
 // Email kinds, as recorded in the email log and carried by mail jobs.
@@ -260,6 +261,17 @@ func (n *notifier) handleStatuses(ctx context.Context, ds []bus.Delivery) []erro
 		return bus.ErrBatch(len(ds), err)
 	}
 	return errs
+}
+
+// eventOf returns the newest version of the event notification knows: from
+// the events replica, or, for an event whose messages it never kept, from
+// what participant versions stored before the replica took the copies.
+func (n *notifier) eventOf(ctx context.Context, eventID string) (events.Event, error) {
+	ev, err := n.events.get(ctx, eventID)
+	if errors.Is(err, store.ErrNotFound) {
+		return n.people.legacyEvent(ctx, eventID)
+	}
+	return ev, err
 }
 
 // eventVersions returns each event version the registrations carry, once,

@@ -221,7 +221,7 @@ func (a *api) unsubscribe(c *fiber.Ctx) error {
 
 // eventTitle is the event's title from the events replica ("" if unknown).
 func (a *api) eventTitle(ctx context.Context, eventID string) string {
-	ev, err := a.n.events.get(ctx, eventID)
+	ev, err := a.n.eventOf(ctx, eventID)
 	if err != nil {
 		return ""
 	}
