@@ -83,6 +83,7 @@ func (d *decider) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("decider: %w", err)
 	}
+	go d.sweep(ctx)
 	defer func() {
 		it.Stop()
 		// Hand over at once rather than after PinnedTTL.
@@ -487,8 +488,37 @@ func (d *decider) prune(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	if err := d.r.store.pruneDecisions(ctx, int64(info.AckFloor.Stream)); err != nil {
+	if err := d.r.store.pruneDecisions(ctx, int64(info.AckFloor.Stream), false); err != nil {
 		d.log.Warn("decider: prune journal", "err", err)
+	}
+}
+
+// journalSweep is how often the journal's decided entries are deleted from
+// the span the ack floor is in (prune drops whole spans only, after
+// batches): what a journal entry holds of a person is gone at most this
+// long after its decision was acknowledged, however quiet the service.
+var journalSweep = 30 * time.Second // a var for tests
+
+// sweep deletes, every journalSweep until ctx ends, the journal entries at
+// or below the consumer's ack floor. It only removes what is decided,
+// written and announced, so it may run beside the decider (and in every
+// replica).
+func (d *decider) sweep(ctx context.Context) {
+	t := time.NewTicker(journalSweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		info, err := d.cons.Info(ctx)
+		if err != nil {
+			continue
+		}
+		if err := d.r.store.pruneDecisions(ctx, int64(info.AckFloor.Stream), true); err != nil && ctx.Err() == nil {
+			d.log.Warn("decider: sweep journal", "err", err)
+		}
 	}
 }
 

@@ -166,17 +166,26 @@ func (s *regStore) pendingDecisions(ctx context.Context, after int64) ([]*journa
 }
 
 // pruneDecisions forgets the entries up to seq: it drops each collection
-// whose whole span is at or below seq.
-func (s *regStore) pruneDecisions(ctx context.Context, upTo int64) error {
+// whose whole span is at or below seq and, with partial, deletes the
+// entries up to seq from the one seq falls in (a scan of that span; the
+// entries hold names and addresses, which must not outlive an erasure or
+// the retention period for long when fewer requests come than a span).
+func (s *regStore) pruneDecisions(ctx context.Context, upTo int64, partial bool) error {
 	spans, legacy, err := s.journals(ctx)
 	if err != nil {
 		return err
 	}
 	for _, span := range spans {
+		coll := s.db.Collection(journalPrefix + strconv.FormatInt(span, 10))
 		if (span+1)*journalSpan-1 > upTo {
+			if partial && span*journalSpan <= upTo {
+				if _, err := coll.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$lte", Value: upTo}}}}); err != nil {
+					return fmt.Errorf("journal: %w", err)
+				}
+			}
 			break
 		}
-		if err := s.db.Collection(journalPrefix + strconv.FormatInt(span, 10)).Drop(ctx); err != nil {
+		if err := coll.Drop(ctx); err != nil {
 			return fmt.Errorf("journal: drop span %d: %w", span, err)
 		}
 	}

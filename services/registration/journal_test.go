@@ -2,13 +2,16 @@ package registration
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/plenaryhq/plenary/pkg/events"
 	"github.com/plenaryhq/plenary/pkg/testkit"
 )
 
@@ -55,14 +58,14 @@ func TestJournalSpansArePrunedWhole(t *testing.T) {
 	}
 
 	// A floor inside the first span drops nothing of it.
-	if err := s.pruneDecisions(ctx, journalSpan-2); err != nil {
+	if err := s.pruneDecisions(ctx, journalSpan-2, false); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := seqs(0), []int64{journalSpan - 2, journalSpan - 1, journalSpan, journalSpan + 1, 2*journalSpan + 7}; !slices.Equal(got, want) {
 		t.Fatalf("after pruning to %d: %v, want %v (the legacy entries gone, the span kept)", journalSpan-2, got, want)
 	}
 	// Past the first span's end: it is dropped, the legacy collection too.
-	if err := s.pruneDecisions(ctx, journalSpan+1); err != nil {
+	if err := s.pruneDecisions(ctx, journalSpan+1, false); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := seqs(0), []int64{journalSpan, journalSpan + 1, 2*journalSpan + 7}; !slices.Equal(got, want) {
@@ -77,11 +80,18 @@ func TestJournalSpansArePrunedWhole(t *testing.T) {
 		t.Fatalf("collections %v, want %v", names, want)
 	}
 
+	// A sweep also deletes what is decided in the span the floor is in.
+	if err := s.pruneDecisions(ctx, journalSpan, true); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := seqs(0), []int64{journalSpan + 1, 2*journalSpan + 7}; !slices.Equal(got, want) {
+		t.Fatalf("after sweeping to %d: %v, want %v", journalSpan, got, want)
+	}
 	if err := s.dropDecisionsFrom(ctx, journalSpan+1); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := seqs(0), []int64{journalSpan}; !slices.Equal(got, want) {
-		t.Fatalf("after dropping from %d: %v, want %v", journalSpan+1, got, want)
+	if got := seqs(0); len(got) != 0 {
+		t.Fatalf("after dropping from %d: %v, want none", journalSpan+1, got)
 	}
 }
 
@@ -179,4 +189,46 @@ func TestJournalEntryRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(fromOld, e) {
 		t.Fatalf("an entry stored as fields read back as %+v, want %+v", fromOld, e)
 	}
+}
+
+// An erased registration leaves its name and address nowhere in the
+// service's database once its decisions are acknowledged and the journal
+// swept, even when too few requests came to fill a span of the journal.
+func TestErasureLeavesNothingInTheJournal(t *testing.T) {
+	journalSweep = 300 * time.Millisecond
+	t.Cleanup(func() { journalSweep = 30 * time.Second })
+	h := newHarness(t)
+	h.createEvent("sweep")
+	if r := h.register("sweep", "Grete.Weiskopf@example.org", events.ModeOnline); r.Status != 202 {
+		t.Fatalf("register: %d %s", r.Status, r.Body)
+	}
+	tok := token(h.outcome(events.RegistrationConfirmed, "Grete.Weiskopf@example.org").ManageURL)
+	if r := h.pub.Do(t, "DELETE", "/api/manage/"+tok, nil); r.Status != 200 {
+		t.Fatalf("erase: %d %s", r.Status, r.Body)
+	}
+	h.waitPublished(events.RegistrationErased, 1)
+	db := h.database()
+	testkit.Eventually(t, 10*time.Second, func() error {
+		names, err := db.ListCollectionNames(context.Background(), bson.D{})
+		if err != nil {
+			return err
+		}
+		for _, name := range names {
+			cur, err := db.Collection(name).Find(context.Background(), bson.D{})
+			if err != nil {
+				return err
+			}
+			var docs []bson.Raw
+			if err := cur.All(context.Background(), &docs); err != nil {
+				return err
+			}
+			for _, doc := range docs {
+				low := strings.ToLower(string(doc))
+				if strings.Contains(low, "weiskopf") {
+					return fmt.Errorf("collection %s still holds the person: %s", name, doc)
+				}
+			}
+		}
+		return nil
+	})
 }
