@@ -139,6 +139,7 @@ func (b *Bus) publishEach(ctx context.Context, msgs []*nats.Msg) []error {
 	}
 	futures := make([]jetstream.PubAckFuture, len(msgs))
 	for i, m := range msgs {
+		clearBatchHeaders(m) // left by an atomic attempt the caller retries
 		futures[i], errs[i] = b.JS.PublishMsgAsync(m)
 	}
 	for i, f := range futures {
