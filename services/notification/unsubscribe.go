@@ -186,7 +186,7 @@ func (a *api) unsubscribePage(c *fiber.Ctx) error {
 	if err != nil || !ok {
 		return err
 	}
-	t := unsubscribeTexts(c, p.Locale)
+	t := a.unsubscribeTexts(c, p.Locale)
 	if p.RegistrationID == "" {
 		return unsubscribeAnswer(c, http.StatusOK, t, "", t.Gone)
 	}
@@ -195,9 +195,9 @@ func (a *api) unsubscribePage(c *fiber.Ctx) error {
 		return err
 	}
 	if done {
-		return unsubscribeAnswer(c, http.StatusOK, t, "", fmt.Sprintf(t.Done, a.eventTitle(c.UserContext(), p.EventID)))
+		return unsubscribeAnswer(c, http.StatusOK, t, "", t.done(a.eventTitle(c.UserContext(), p.EventID)))
 	}
-	return unsubscribeAnswer(c, http.StatusOK, t, fmt.Sprintf(t.Question, a.eventTitle(c.UserContext(), p.EventID)), "")
+	return unsubscribeAnswer(c, http.StatusOK, t, t.question(a.eventTitle(c.UserContext(), p.EventID)), "")
 }
 
 // unsubscribe answers POST /u/{token}, RFC 8058's one-click POST (body
@@ -208,7 +208,7 @@ func (a *api) unsubscribe(c *fiber.Ctx) error {
 	if err != nil || !ok {
 		return err
 	}
-	t := unsubscribeTexts(c, p.Locale)
+	t := a.unsubscribeTexts(c, p.Locale)
 	if p.RegistrationID == "" { // erased: it gets nothing anyway
 		return unsubscribeAnswer(c, http.StatusOK, t, "", t.Gone)
 	}
@@ -216,7 +216,7 @@ func (a *api) unsubscribe(c *fiber.Ctx) error {
 		return err
 	}
 	a.log.Info("unsubscribed from announcements", "event_id", p.EventID, "registration_id", p.RegistrationID)
-	return unsubscribeAnswer(c, http.StatusOK, t, "", fmt.Sprintf(t.Done, a.eventTitle(c.UserContext(), p.EventID)))
+	return unsubscribeAnswer(c, http.StatusOK, t, "", t.done(a.eventTitle(c.UserContext(), p.EventID)))
 }
 
 // eventTitle is the event's title from the events replica ("" if unknown).
@@ -236,62 +236,36 @@ func (a *api) tokenHolder(c *fiber.Ctx) (participant, bool, error) {
 	c.Set("X-Robots-Tag", "noindex")
 	regID, ok := a.links.parse(c.Params("token"))
 	if !ok {
-		t := unsubscribeTexts(c, "")
+		t := a.unsubscribeTexts(c, "")
 		return participant{}, false, unsubscribeAnswer(c, http.StatusNotFound, t, "", t.Invalid)
 	}
 	p, _, err := a.unsub.registration(c.UserContext(), regID)
 	return p, true, err
 }
 
-// unsubscribeText is the unsubscribe page in one language; Question and
-// Done take the event's title.
+// unsubscribeText is the unsubscribe page in one language, from the shared
+// catalogs (pkg/i18n, [unsubscribe]).
 type unsubscribeText struct {
-	Lang, Title, Question, Button, Done, Gone, Note, Invalid string
+	Lang, Title, Button, Gone, Note, Invalid string
+	l                                        *i18n.Localizer
 }
 
-// unsubscribeTexts are the page's words in each language emails are
-// written in. (They belong in pkg/i18n's catalogs once those take
-// notification's messages.)
-var unsubscribeTextsByLang = map[string]unsubscribeText{
-	"en": {Title: "Unsubscribe from announcements", Question: "Stop receiving announcements from the organisers of “%s”?",
-		Button: "Unsubscribe", Done: "Done: you will receive no more announcements about “%s”.", Gone: "You will receive no more announcements.",
-		Note:    "Emails about your own registration (confirmation, changes, reminders with your link) still come.",
-		Invalid: "This link is not valid. Check that you opened the whole link from the email."},
-	"fr": {Title: "Se désabonner des annonces", Question: "Ne plus recevoir les annonces des organisateurs de « %s » ?",
-		Button: "Se désabonner", Done: "C’est fait : vous ne recevrez plus d’annonces concernant « %s ».", Gone: "Vous ne recevrez plus d’annonces.",
-		Note:    "Les e-mails concernant votre inscription (confirmation, changements, rappels avec votre lien) continuent d’arriver.",
-		Invalid: "Ce lien n’est pas valide. Vérifiez que vous avez ouvert le lien complet de l’e-mail."},
-	"de": {Title: "Ankündigungen abbestellen", Question: "Keine Ankündigungen der Veranstalter von „%s“ mehr erhalten?",
-		Button: "Abbestellen", Done: "Erledigt: Sie erhalten keine Ankündigungen zu „%s“ mehr.", Gone: "Sie erhalten keine Ankündigungen mehr.",
-		Note:    "E-Mails zu Ihrer Anmeldung (Bestätigung, Änderungen, Erinnerungen mit Ihrem Link) erhalten Sie weiterhin.",
-		Invalid: "Dieser Link ist ungültig. Prüfen Sie, ob Sie den ganzen Link aus der E-Mail geöffnet haben."},
-	"it": {Title: "Annulla l’iscrizione agli annunci", Question: "Non ricevere più gli annunci degli organizzatori di «%s»?",
-		Button: "Annulla l’iscrizione", Done: "Fatto: non riceverai più annunci su «%s».", Gone: "Non riceverai più annunci.",
-		Note:    "Le email sulla tua registrazione (conferma, modifiche, promemoria con il tuo link) continueranno ad arrivare.",
-		Invalid: "Questo link non è valido. Controlla di aver aperto il link completo dall’email."},
-	"ru": {Title: "Отписаться от объявлений", Question: "Больше не получать объявления организаторов «%s»?",
-		Button: "Отписаться", Done: "Готово: вы больше не будете получать объявления о «%s».", Gone: "Вы больше не будете получать объявления.",
-		Note:    "Письма о вашей регистрации (подтверждение, изменения, напоминания с вашей ссылкой) будут приходить по-прежнему.",
-		Invalid: "Эта ссылка недействительна. Проверьте, что вы открыли ссылку из письма целиком."},
-	"es": {Title: "Darse de baja de los anuncios", Question: "¿Dejar de recibir los anuncios de los organizadores de «%s»?",
-		Button: "Darme de baja", Done: "Hecho: ya no recibirá anuncios sobre «%s».", Gone: "Ya no recibirá más anuncios.",
-		Note:    "Los correos sobre su inscripción (confirmación, cambios, recordatorios con su enlace) seguirán llegando.",
-		Invalid: "Este enlace no es válido. Compruebe que ha abierto el enlace completo del correo."},
+// question asks whether to stop the announcements of event; done says
+// they are stopped.
+func (t unsubscribeText) question(event string) string {
+	return t.l.Tf("unsubscribe.question", "Event", event)
 }
+
+func (t unsubscribeText) done(event string) string { return t.l.Tf("unsubscribe.done", "Event", event) }
 
 // unsubscribeTexts picks the participant's language, else the browser's,
 // else English.
-func unsubscribeTexts(c *fiber.Ctx, locale string) unsubscribeText {
-	base, _, _ := strings.Cut(strings.ToLower(strings.ReplaceAll(locale, "_", "-")), "-")
-	if _, ok := unsubscribeTextsByLang[base]; !ok {
-		base = c.AcceptsLanguages(i18n.Supported...)
+func (a *api) unsubscribeTexts(c *fiber.Ctx, locale string) unsubscribeText {
+	l := a.n.tmpl.langs[i18n.Negotiate("", locale, c.Get(fiber.HeaderAcceptLanguage), nil)]
+	return unsubscribeText{
+		Lang: l.Lang(), Title: l.T("unsubscribe.title"), Button: l.T("unsubscribe.button"),
+		Gone: l.T("unsubscribe.gone"), Note: l.T("unsubscribe.note"), Invalid: l.T("unsubscribe.invalid"), l: l,
 	}
-	t, ok := unsubscribeTextsByLang[base]
-	if !ok {
-		base, t = "en", unsubscribeTextsByLang["en"]
-	}
-	t.Lang = base
-	return t
 }
 
 var unsubscribeHTML = template.Must(template.New("u").Parse(`<!doctype html>
