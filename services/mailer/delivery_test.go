@@ -36,6 +36,15 @@ func TestStopAndRestartLosesNothing(t *testing.T) {
 		t.Fatalf("all %d emails went out before the stop; the test proves nothing", sentBefore)
 	}
 
+	restartAndCountDuplicates(t, h, ids, "stopped", sentBefore)
+}
+
+// restartAndCountDuplicates starts a mailer again after the first one
+// stopped (how says how) once sentBefore emails were out, waits for every
+// job and for the queue to be done (a late redelivery would show then),
+// and fails if more emails arrived twice than there are connections.
+func restartAndCountDuplicates(t *testing.T, h *harness, ids []string, how string, sentBefore int) {
+	t.Helper()
 	h.start()
 	testkit.Eventually(t, 60*time.Second, func() error {
 		if n := len(h.arrivals()); n < len(ids) {
@@ -43,10 +52,9 @@ func TestStopAndRestartLosesNothing(t *testing.T) {
 		}
 		return nil
 	})
-	// Count once the queue is done: a late redelivery would show now.
 	testkit.WaitIdle(t, h.bus.JS, events.StreamMail, "mailer")
 	dups := h.duplicates(ids)
-	t.Logf("stopped after %d of %d emails; duplicates after the restart: %d (bound: %d connections)", sentBefore, len(ids), dups, h.cfg.Workers)
+	t.Logf("%s after %d of %d emails; duplicates after the restart: %d (bound: %d connections)", how, sentBefore, len(ids), dups, h.cfg.Workers)
 	if dups > h.cfg.Workers {
 		t.Errorf("%d duplicates: more than the %d connections in flight", dups, h.cfg.Workers)
 	}
@@ -101,19 +109,7 @@ func TestCrashMidQueue(t *testing.T) {
 		t.Logf("killed mailer's log:\n%s", stderr.String())
 	}
 
-	h.start()
-	testkit.Eventually(t, 60*time.Second, func() error {
-		if n := len(h.arrivals()); n < len(ids) {
-			return fmt.Errorf("%d of %d jobs arrived", n, len(ids))
-		}
-		return nil
-	})
-	testkit.WaitIdle(t, h.bus.JS, events.StreamMail, "mailer")
-	dups := h.duplicates(ids)
-	t.Logf("killed after %d of %d emails; duplicates after the crash: %d (bound: %d connections)", sentBefore, len(ids), dups, h.cfg.Workers)
-	if dups > h.cfg.Workers {
-		t.Errorf("%d duplicates: more than the %d connections in flight", dups, h.cfg.Workers)
-	}
+	restartAndCountDuplicates(t, h, ids, "killed", sentBefore)
 	statuses := h.statuses()
 	for _, id := range ids {
 		if got := statuses[id]; len(got) == 0 || got[len(got)-1] != events.MailSent {
