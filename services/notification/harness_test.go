@@ -33,22 +33,27 @@ type harness struct {
 	cfg  Config
 }
 
-func start(t *testing.T) *harness {
-	t.Helper()
-	nats := testkit.StartNATS(t)
-	ln, base := testkit.Listen(t)
-	h := &harness{t: t, base: base}
-	h.cfg = Config{
+// testConfig is the service's configuration in the tests: the test's own
+// database, NATS at natsURL, the admin token and a link key.
+func testConfig(t *testing.T, natsURL string) Config {
+	return Config{
 		Common: service.Common{
-			Listener:      ln,
 			MongoURI:      testkit.MongoURI(t),
 			MongoDatabase: testkit.DatabaseName(t),
-			NATSURL:       nats.URL,
+			NATSURL:       natsURL,
 			ConnectWait:   5 * time.Second,
 		},
 		AdminTokens: []string{adminToken},
 		LinkKey:     "test-link-key-0123456789abcdef-0123456789",
 	}
+}
+
+func start(t *testing.T) *harness {
+	t.Helper()
+	nats := testkit.StartNATS(t)
+	ln, base := testkit.Listen(t)
+	h := &harness{t: t, base: base, cfg: testConfig(t, nats.URL)}
+	h.cfg.Listener = ln
 	testkit.Serve(t, func(ctx context.Context) error { return Run(ctx, h.cfg, testkit.Logger(t)) })
 
 	h.bus = nats.Bus(t)

@@ -15,7 +15,6 @@ import (
 
 	"github.com/plenaryhq/plenary/pkg/bus"
 	"github.com/plenaryhq/plenary/pkg/events"
-	"github.com/plenaryhq/plenary/pkg/service"
 	"github.com/plenaryhq/plenary/pkg/store"
 	"github.com/plenaryhq/plenary/pkg/testkit"
 )
@@ -198,16 +197,7 @@ type restartable struct {
 func startRestartable(t *testing.T) *restartable {
 	t.Helper()
 	nats := testkit.StartNATS(t)
-	h := &harness{t: t, cfg: Config{
-		Common: service.Common{
-			MongoURI:      testkit.MongoURI(t),
-			MongoDatabase: testkit.DatabaseName(t),
-			NATSURL:       nats.URL,
-			ConnectWait:   5 * time.Second,
-		},
-		AdminTokens: []string{adminToken},
-		LinkKey:     "test-link-key-0123456789abcdef-0123456789",
-	}}
+	h := &harness{t: t, cfg: testConfig(t, nats.URL)}
 	// No streams of its own: the service must create AGENDA.
 	h.bus = nats.Bus(t)
 	r := &restartable{harness: h}

@@ -17,7 +17,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/plenaryhq/plenary/pkg/events"
-	"github.com/plenaryhq/plenary/pkg/service"
 	"github.com/plenaryhq/plenary/pkg/testkit"
 )
 
@@ -34,19 +33,9 @@ type cluster struct {
 func startCluster(t *testing.T, replicas int, debounce time.Duration) *cluster {
 	t.Helper()
 	nats := testkit.StartNATS(t)
-	h := &harness{t: t, cfg: Config{
-		Common: service.Common{
-			MongoURI:      testkit.MongoURI(t),
-			MongoDatabase: testkit.DatabaseName(t),
-			NATSURL:       nats.URL,
-			ConnectWait:   5 * time.Second,
-		},
-		AdminTokens:          []string{adminToken},
-		LinkKey:              "test-link-key-0123456789abcdef-0123456789",
-		PublicURL:            "https://plenary.test",
-		ReminderInterval:     50 * time.Millisecond,
-		AgendaNoticeDebounce: debounce,
-	}}
+	h := &harness{t: t, cfg: testConfig(t, nats.URL)}
+	h.cfg.PublicURL = "https://plenary.test"
+	h.cfg.ReminderInterval, h.cfg.AgendaNoticeDebounce = 50*time.Millisecond, debounce
 	h.bus = nats.Bus(t)
 	c := &cluster{harness: h, bases: make([]string, replicas), stops: make([]func(), replicas)}
 	for i := range replicas {
