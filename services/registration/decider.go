@@ -45,7 +45,6 @@ type decider struct {
 	loaded bool // states and last match the database
 	pinID  string
 	last   int64 // stream sequence of the last request decided
-	pruned time.Time
 }
 
 func (r *registrar) newDecider(ctx context.Context) (*decider, error) {
@@ -83,7 +82,7 @@ func (d *decider) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("decider: %w", err)
 	}
-	go d.sweep(ctx)
+	go d.prune(ctx)
 	defer func() {
 		it.Stop()
 		// Hand over at once rather than after PinnedTTL.
@@ -135,7 +134,6 @@ func (d *decider) run(ctx context.Context) error {
 			}
 		}
 		stop()
-		d.prune(ctx)
 	}
 }
 
@@ -477,35 +475,22 @@ func (d *decider) rebuildMessages(ctx context.Context, entries []*journalEntry) 
 	return nil
 }
 
-// prune deletes journal entries the consumer's ack floor has passed, at
-// most every few seconds.
+// The journal is pruned beside the decider, in every replica: only what the
+// consumer's ack floor has passed (decided, written and announced) goes.
+// Every journalPrune the spans wholly at or below the floor are dropped;
+// every journalSweep the decided entries of the span the floor is in are
+// deleted too (a scan of that span), so what an entry holds of a person is
+// gone at most that long after its decision, however quiet the service.
+var (
+	journalPrune = 3 * time.Second
+	journalSweep = 30 * time.Second // vars for tests
+)
+
+// prune prunes the journal until ctx ends.
 func (d *decider) prune(ctx context.Context) {
-	if time.Since(d.pruned) < 3*time.Second {
-		return
-	}
-	d.pruned = time.Now()
-	info, err := d.cons.Info(ctx)
-	if err != nil {
-		return
-	}
-	if err := d.r.store.pruneDecisions(ctx, int64(info.AckFloor.Stream), false); err != nil {
-		d.log.Warn("decider: prune journal", "err", err)
-	}
-}
-
-// journalSweep is how often the journal's decided entries are deleted from
-// the span the ack floor is in (prune drops whole spans only, after
-// batches): what a journal entry holds of a person is gone at most this
-// long after its decision was acknowledged, however quiet the service.
-var journalSweep = 30 * time.Second // a var for tests
-
-// sweep deletes, every journalSweep until ctx ends, the journal entries at
-// or below the consumer's ack floor. It only removes what is decided,
-// written and announced, so it may run beside the decider (and in every
-// replica).
-func (d *decider) sweep(ctx context.Context) {
-	t := time.NewTicker(journalSweep)
+	t := time.NewTicker(min(journalPrune, journalSweep))
 	defer t.Stop()
+	var swept time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -516,8 +501,15 @@ func (d *decider) sweep(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		if err := d.r.store.pruneDecisions(ctx, int64(info.AckFloor.Stream), true); err != nil && ctx.Err() == nil {
-			d.log.Warn("decider: sweep journal", "err", err)
+		sweep := time.Since(swept) >= journalSweep
+		if err := d.r.store.pruneDecisions(ctx, int64(info.AckFloor.Stream), sweep); err != nil {
+			if ctx.Err() == nil {
+				d.log.Warn("decider: prune journal", "err", err)
+			}
+			continue
+		}
+		if sweep {
+			swept = time.Now()
 		}
 	}
 }
