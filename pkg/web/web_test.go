@@ -463,3 +463,45 @@ func TestServe(t *testing.T) {
 		t.Fatal("the server still answers after Serve returned")
 	}
 }
+
+// A client may open a connection and never send on it: Go's transport dials
+// spare connections when requests race, browsers preconnect. fasthttp before
+// v1.78 counted such a connection as active and waited ReadTimeout (30 s) for
+// its first request, so a shutdown timed out with context deadline exceeded.
+func TestServeStopsWithASilentConnection(t *testing.T) {
+	app := newApp(t, testkit.Logger(t), nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- web.Serve(ctx, app, ln) }()
+
+	silent, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	// One request on another connection shows the server has accepted, so
+	// the silent connection is in its hands too.
+	client := &http.Client{Timeout: time.Second}
+	testkit.Eventually(t, 5*time.Second, func() error {
+		resp, err := client.Get("http://" + ln.Addr().String() + "/healthz")
+		if err != nil {
+			return err
+		}
+		return resp.Body.Close()
+	})
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Serve = %v with a silent connection open, want nil", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Serve did not return within 15s of cancel")
+	}
+}
