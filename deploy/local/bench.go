@@ -26,6 +26,8 @@ var (
 		"write a CPU profile of the whole-system rush alone to this file")
 	benchCoreProfile = flag.String("bench-core-cpuprofile", "",
 		"write a CPU profile of the core-alone rush (notification paused) to this file")
+	benchCoreOnly = flag.Bool("bench-core-only", false,
+		"run only the raw limits and the core alone (its rush and open loop), and print no table: for trying a change to the core quickly")
 )
 
 // bench drives the whole system in this process and prints one table:
@@ -85,6 +87,11 @@ func runBench(ctx context.Context, n, workers int, out io.Writer, log *slog.Logg
 	if err != nil {
 		return err
 	}
+	if *benchCoreOnly {
+		fmt.Fprintf(out, "  core alone: ratio %.3f to JetStream publish, sync, %d publishers (%.0f/s); HTTP p50 %s, p99 %s; request → decision p99 %s\n",
+			sys.core.acceptedPerSec/raw.publish, workers, raw.publish, fmtMS(sys.core.http.p50), fmtMS(sys.core.http.p99), fmtMS(sys.core.toDecision.p99))
+		return nil
+	}
 	rep := newReport(b, raw, sys)
 	rep.print(out)
 	if err := rep.writeJSON(*benchJSON); err != nil {
@@ -142,6 +149,9 @@ func (b *bench) system(ctx context.Context, dir string) (systemResult, error) {
 		}
 	}
 
+	if *benchCoreOnly {
+		return b.coreAlone(ctx, s, w, res)
+	}
 	before := readUsage()
 	stopProfile := startPartProfile(b, "rush", *benchRushProfile)
 	res.rush = b.rush(ctx, s, w, "rush", true)
@@ -168,14 +178,28 @@ func (b *bench) system(ctx context.Context, dir string) (systemResult, error) {
 	}
 	fmt.Fprintf(b.out, "  fan-out: %d agenda-change emails, first → last %.2f s (%.0f/s); bare go-mail %.0f/s over %d connections\n",
 		res.fanout.emails.n, res.fanout.emails.took().Seconds(), res.fanout.emails.rate(), res.fanout.bare, res.fanout.workers)
-	// The registration core alone: the same rush again with the
-	// notification service paused, so no email work (one claim, one job,
-	// one send, one sent record and statuses per email, each a durable
-	// write) shares the disk and the two cores with accepting and deciding.
+	if res, err = b.coreAlone(ctx, s, w, res); err != nil {
+		return res, err
+	}
+	res.outcomesSeen = w.seenOutcomes()
+	if res.outcomesStored, err = w.storedOutcomes(ctx); err != nil {
+		return res, fmt.Errorf("outcomes stored: %w", err)
+	}
+	res.usage = readUsage()
+	res.repeatedEmails = b.repeatedEmails()
+	return res, nil
+}
+
+// coreAlone runs the registration core alone: the same rush again with the
+// notification service paused, so no email work (one claim, one job, one
+// send, one sent record and statuses per email, each a durable write)
+// shares the disk and the two cores with accepting and deciding; then the
+// open loop at half the rate it reached.
+func (b *bench) coreAlone(ctx context.Context, s *Stack, w *watcher, res systemResult) (systemResult, error) {
 	if err := s.Stop(Notification); err != nil {
 		return res, fmt.Errorf("pause notification: %w", err)
 	}
-	stopProfile = startPartProfile(b, "core alone", *benchCoreProfile)
+	stopProfile := startPartProfile(b, "core alone", *benchCoreProfile)
 	res.core = b.rush(ctx, s, w, "core", false)
 	stopProfile()
 	fmt.Fprintf(b.out, "  core alone: %d accepted at %.0f/s, %d decided at %.0f/s\n",
@@ -185,12 +209,6 @@ func (b *bench) system(ctx context.Context, dir string) (systemResult, error) {
 		fmt.Fprintf(b.out, "  core alone, open loop: %d requests at %.0f/s, HTTP p99 %s\n",
 			res.coreOpen.sent, res.coreOpen.rate, fmtMS(res.coreOpen.http.p99))
 	}
-	res.outcomesSeen = w.seenOutcomes()
-	if res.outcomesStored, err = w.storedOutcomes(ctx); err != nil {
-		return res, fmt.Errorf("outcomes stored: %w", err)
-	}
-	res.usage = readUsage()
-	res.repeatedEmails = b.repeatedEmails()
 	return res, nil
 }
 

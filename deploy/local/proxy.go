@@ -3,8 +3,6 @@ package main
 import (
 	"encoding/json"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"strings"
 	"time"
 )
@@ -68,38 +66,35 @@ func (s *Stack) proxy() http.Handler {
 	return mux
 }
 
+// forward serves the request with the service's handler, in this process,
+// as path. A service still starting is waited for (a restart, as a load
+// balancer would hold the connection); one that is not running gets 503.
 func (s *Stack) forward(w http.ResponseWriter, r *http.Request, name, path string) {
 	s.mu.Lock()
 	svc := s.services[name]
 	s.mu.Unlock()
-	if svc == nil {
+	if svc != nil {
+		select {
+		case <-svc.mounted:
+		case <-r.Context().Done():
+			return
+		case <-time.After(startWait):
+		}
+	}
+	if path != r.URL.Path {
+		r = r.Clone(r.Context())
+		r.URL.Path, r.URL.RawPath = path, ""
+	}
+	if svc == nil || !svc.serve(w, r) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{
 			"type": "https://plenary.dev/problems/unavailable", "title": "Service Unavailable", "status": 503,
 			"detail": "the " + name + " service is not running; try again in a moment",
 		})
-		return
 	}
-	target := &url.URL{Scheme: "http", Host: svc.addr}
-	p := &httputil.ReverseProxy{Transport: backendTransport, Rewrite: func(pr *httputil.ProxyRequest) {
-		pr.SetURL(target)
-		pr.Out.URL.Path, pr.Out.URL.RawPath = path, ""
-		if path == r.URL.Path {
-			pr.Out.URL.RawPath = r.URL.RawPath
-		}
-		pr.SetXForwarded()
-		pr.Out.Host = r.Host
-	}}
-	p.ServeHTTP(w, r)
 }
 
-// backendTransport keeps connections to the services open for reuse. The
-// default keeps two per host, so under a rush nearly every proxied request
-// paid for a new TCP connection to the service (and left one in TIME_WAIT).
-var backendTransport = &http.Transport{
-	MaxIdleConns:        1024,
-	MaxIdleConnsPerHost: 256,
-	IdleConnTimeout:     90 * time.Second,
-}
+// startWait is how long a request waits for a service that is starting.
+const startWait = 15 * time.Second
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	ct := "application/json"

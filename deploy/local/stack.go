@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,10 +71,44 @@ type Stack struct {
 	services map[string]*running
 }
 
+// running is a started service. Its HTTP handler is mounted in the
+// stack's one listener once the service has connected (see
+// service.Common.Mount): requests are served in this process, with no
+// second hop over loopback.
 type running struct {
-	addr   string
-	cancel context.CancelFunc
-	done   chan error
+	cancel  context.CancelFunc
+	done    chan error
+	mounted chan struct{} // closed when the handler is first mounted
+
+	// mu is held for reading while a request is served, so unmounting
+	// (held for writing) waits for the requests in flight.
+	mu      sync.RWMutex
+	handler http.Handler
+}
+
+// mount is the service's service.Common.Mount.
+func (r *running) mount(h http.Handler) (unmount func()) {
+	r.mu.Lock()
+	r.handler = h
+	r.mu.Unlock()
+	close(r.mounted)
+	return func() {
+		r.mu.Lock()
+		r.handler = nil
+		r.mu.Unlock()
+	}
+}
+
+// serve serves a request with the mounted handler; false when there is
+// none (the service is stopping or has stopped).
+func (r *running) serve(w http.ResponseWriter, req *http.Request) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.handler == nil {
+		return false
+	}
+	r.handler.ServeHTTP(w, req)
+	return true
 }
 
 // Run starts the stack and serves until ctx ends.
@@ -198,31 +233,27 @@ func (s *Stack) startInfra() (func(), error) {
 }
 
 // common is the configuration every service shares in the local stack.
-func (s *Stack) common(name string, ln net.Listener) service.Common {
+// The services see the stack's clients as their peers: no proxy to trust.
+func (s *Stack) common(name string, r *running) service.Common {
 	return service.Common{
 		MongoURI:       s.mongoURI,
 		MongoDatabase:  s.opts.DatabasePrefix + "_" + name,
 		NATSURL:        s.natsURL,
 		StreamReplicas: 1,
 		ConnectWait:    15 * time.Second,
-		TrustedProxies: []string{"127.0.0.1", "::1"},
-		Listener:       ln,
+		Mount:          r.mount,
 	}
 }
 
-// Start starts one service on a fresh loopback port.
+// Start starts one service, to be mounted in the stack's listener.
 func (s *Stack) Start(name string) error {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	run, err := s.runner(name, ln)
-	if err != nil {
-		_ = ln.Close()
-		return err
-	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{addr: ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
+	r := &running{cancel: cancel, done: make(chan error, 1), mounted: make(chan struct{})}
+	run, err := s.runner(name, r)
+	if err != nil {
+		cancel()
+		return err
+	}
 	go func() {
 		err := run(ctx, s.log)
 		if err != nil && ctx.Err() == nil {
@@ -267,8 +298,8 @@ func (s *Stack) stopAll() {
 	wg.Wait()
 }
 
-func (s *Stack) runner(name string, ln net.Listener) (func(context.Context, *slog.Logger) error, error) {
-	common := s.common(name, ln)
+func (s *Stack) runner(name string, r *running) (func(context.Context, *slog.Logger) error, error) {
+	common := s.common(name, r)
 	tokens := strings.Split(s.AdminToken, ",")
 	switch name {
 	case Registration:
@@ -336,14 +367,18 @@ func (s *Stack) ready(ctx context.Context, name string) error {
 		return fmt.Errorf("%w: %v", errExited, err)
 	default:
 	}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.addr+"/readyz", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
+	select {
+	case <-r.mounted:
+	default:
+		return errors.New("starting")
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("readyz %d", resp.StatusCode)
+	req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/readyz", nil)
+	rec := httptest.NewRecorder()
+	if !r.serve(rec, req) {
+		return errors.New("stopping")
+	}
+	if rec.Code != http.StatusOK {
+		return fmt.Errorf("readyz %d", rec.Code)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -30,9 +31,14 @@ type Common struct {
 	ConnectWait    time.Duration `env:"CONNECT_WAIT" envDefault:"15s"`
 	// TrustedProxies are the load balancers allowed to set X-Forwarded-For.
 	TrustedProxies []string `env:"TRUSTED_PROXIES"`
-	// Listener, when set (tests, the local launcher), is served instead of
-	// listening on HTTPAddr.
+	// Listener, when set (tests), is served instead of listening on
+	// HTTPAddr.
 	Listener net.Listener `env:"-"`
+	// Mount, when set, hands the service's HTTP handler to a front that
+	// serves it in this process (the local stack's one listener) instead
+	// of listening. The function it returns takes the handler away again
+	// once the requests in flight through it have finished.
+	Mount func(http.Handler) (unmount func()) `env:"-"`
 }
 
 // Defaults fills HTTPAddr and MongoDatabase when the environment left them
@@ -92,6 +98,13 @@ func (d *Deps) App() *fiber.App {
 
 // Serve serves app until ctx ends.
 func (d *Deps) Serve(ctx context.Context, app *fiber.App) error {
+	if d.cfg.Mount != nil {
+		unmount := d.cfg.Mount(web.Handler(app))
+		d.Log.Info("http mounted in the front")
+		<-ctx.Done()
+		unmount()
+		return nil
+	}
 	ln := d.cfg.Listener
 	if ln == nil {
 		var err error

@@ -126,7 +126,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		agendas:   newAgendaReplica(deps.DB, log),
 	}
 	svc.registerAppliers()
-	dec, err := svc.newDecider(ctx)
+	dec, err := svc.newDecider(ctx, newDeciderMetrics(deps.Metrics))
 	if err != nil {
 		return err
 	}
