@@ -423,19 +423,35 @@ func TestAccessLogHasRouteNotPath(t *testing.T) {
 	}
 }
 
-func TestServe(t *testing.T) {
+// startServe runs web.Serve on a loopback port until stop is called; stop
+// returns what Serve returned, failing the test if that takes over within.
+func startServe(t *testing.T) (addr string, stop func(within time.Duration) error) {
+	t.Helper()
 	app := newApp(t, testkit.Logger(t), nil)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(cancel)
 	done := make(chan error, 1)
 	go func() { done <- web.Serve(ctx, app, ln) }()
+	return ln.Addr().String(), func(within time.Duration) error {
+		t.Helper()
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(within):
+			t.Fatalf("Serve did not return within %s of cancel", within)
+			return nil
+		}
+	}
+}
 
-	url := "http://" + ln.Addr().String() + "/healthz"
-	client := &http.Client{Timeout: time.Second}
+// getHealthz waits until GET /healthz answers 200.
+func getHealthz(t *testing.T, client *http.Client, url string) {
+	t.Helper()
 	testkit.Eventually(t, 5*time.Second, func() error {
 		resp, err := client.Get(url)
 		if err != nil {
@@ -447,15 +463,15 @@ func TestServe(t *testing.T) {
 		}
 		return nil
 	})
+}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Serve = %v after cancel, want nil", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Serve did not return within 5s of cancel")
+func TestServe(t *testing.T) {
+	addr, stop := startServe(t)
+	url := "http://" + addr + "/healthz"
+	client := &http.Client{Timeout: time.Second}
+	getHealthz(t, client, url)
+	if err := stop(5 * time.Second); err != nil {
+		t.Fatalf("Serve = %v after cancel, want nil", err)
 	}
 	client.CloseIdleConnections()
 	if resp, err := client.Get(url); err == nil {
@@ -469,39 +485,16 @@ func TestServe(t *testing.T) {
 // v1.78 counted such a connection as active and waited ReadTimeout (30 s) for
 // its first request, so a shutdown timed out with context deadline exceeded.
 func TestServeStopsWithASilentConnection(t *testing.T) {
-	app := newApp(t, testkit.Logger(t), nil)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- web.Serve(ctx, app, ln) }()
-
-	silent, err := net.Dial("tcp", ln.Addr().String())
+	addr, stop := startServe(t)
+	silent, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer silent.Close()
 	// One request on another connection shows the server has accepted, so
 	// the silent connection is in its hands too.
-	client := &http.Client{Timeout: time.Second}
-	testkit.Eventually(t, 5*time.Second, func() error {
-		resp, err := client.Get("http://" + ln.Addr().String() + "/healthz")
-		if err != nil {
-			return err
-		}
-		return resp.Body.Close()
-	})
-
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Serve = %v with a silent connection open, want nil", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("Serve did not return within 15s of cancel")
+	getHealthz(t, &http.Client{Timeout: time.Second}, "http://"+addr+"/healthz")
+	if err := stop(15 * time.Second); err != nil {
+		t.Fatalf("Serve = %v with a silent connection open, want nil", err)
 	}
 }
