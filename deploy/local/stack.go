@@ -151,7 +151,10 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	defer s.stopAll()
 
-	srv := &http.Server{Handler: s.proxy(), ReadHeaderTimeout: 10 * time.Second}
+	// The services' own timeouts (pkg/web) apply here, where requests are
+	// now read: a slow client cannot hold a request open for ever.
+	srv := &http.Server{Handler: s.proxy(), ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
