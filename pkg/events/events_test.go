@@ -1,6 +1,7 @@
 package events_test
 
 import (
+	"bytes"
 	"reflect"
 	"strings"
 	"testing"
@@ -273,4 +274,27 @@ func subjectMatches(filter, subject string) bool {
 		}
 	}
 	return len(f) == len(s)
+}
+
+func TestEnvelopeKeepsHTMLAsIs(t *testing.T) {
+	html := `<p>Room <b>B</b> &amp; <a href="https://x.test/r/a?b=1&c=2">link</a></p>`
+	env, err := events.New("plenary/test", events.MailSend, "r1", events.MailJob{ID: "j1", To: "a@example.org", HTML: html})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := env.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(body, []byte(`<p>Room <b>B</b> &amp;`)) || bytes.Contains(body, []byte(`\u003c`)) || bytes.HasSuffix(body, []byte("\n")) {
+		t.Errorf("body %s: want the HTML as it is, no \\u escapes, no trailing newline", body)
+	}
+	got, err := events.Parse(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var job events.MailJob
+	if err := got.Decode(&job); err != nil || job.HTML != html {
+		t.Errorf("round trip: %q (%v), want %q", job.HTML, err, html)
+	}
 }
