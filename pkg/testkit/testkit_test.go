@@ -132,3 +132,22 @@ func TestErrorf(t *testing.T) {
 		t.Fatalf("Errorf = %v", err)
 	}
 }
+
+func TestMetric(t *testing.T) {
+	body := []byte("# HELP jobs_total Jobs.\n# TYPE jobs_total counter\njobs_total{kind=\"a\"} 2\njobs_total{kind=\"ab\"} 7\nsize_sum 12.5\n")
+	for _, c := range []struct {
+		name string
+		want float64
+		ok   bool
+	}{
+		{`jobs_total{kind="a"}`, 2, true},
+		{`jobs_total{kind="ab"}`, 7, true},
+		{"size_sum", 12.5, true},
+		{"size", 0, false},
+		{"missing_total", 0, false},
+	} {
+		if v, ok := testkit.Metric(body, c.name); v != c.want || ok != c.ok {
+			t.Errorf("Metric(%s) = %v, %v; want %v, %v", c.name, v, ok, c.want, c.ok)
+		}
+	}
+}

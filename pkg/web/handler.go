@@ -32,25 +32,25 @@ func Handler(app *fiber.App) http.Handler {
 				req.Header.Add(name, v)
 			}
 		}
-		var body []byte
-		err := error(&http.MaxBytesError{Limit: BodyLimit})
-		if r.ContentLength <= BodyLimit { // refused unread when announced too big
-			body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, BodyLimit))
+		// Announced too big: refused unread. Otherwise read up to the limit.
+		tooBig := r.ContentLength > BodyLimit
+		if !tooBig {
+			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, BodyLimit))
+			var overLimit *http.MaxBytesError
+			if tooBig = errors.As(err, &overLimit); err != nil && !tooBig {
+				return // the client went away mid-body
+			}
+			req.SetBody(body)
 		}
-		req.SetBody(body)
 		peer, _ := net.ResolveTCPAddr("tcp", r.RemoteAddr) // ip:port, no lookup
 
 		var fctx fasthttp.RequestCtx
 		fctx.Init(req, peer, nil)
-		var tooBig *http.MaxBytesError
-		switch {
-		case errors.As(err, &tooBig):
+		if tooBig {
 			c := app.AcquireCtx(&fctx)
 			_ = app.Config().ErrorHandler(c, fiber.ErrRequestEntityTooLarge)
 			app.ReleaseCtx(c)
-		case err != nil: // the client went away mid-body
-			return
-		default:
+		} else {
 			serve(&fctx)
 		}
 		for name, value := range fctx.Response.Header.All() {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -277,13 +276,9 @@ func TestConcurrentPublishes(t *testing.T) {
 			t.Errorf("latest release has %q, want %q: an edit was lost", s.Title, want)
 		}
 	}
-	var races int
-	m := h.public.Do(t, "GET", "/metrics", nil)
-	if match := regexp.MustCompile(`(?m)^agenda_version_races_total (\d+)`).FindSubmatch(m.Body); match != nil {
-		races, _ = strconv.Atoi(string(match[1]))
-	}
+	races, _ := testkit.Metric(h.public.Do(t, "GET", "/metrics", nil).Body, "agenda_version_races_total")
 	envs := testkit.OfType(testkit.ReadStream(t, h.bus.JS, events.StreamAgenda), events.AgendaReleasePublished)
-	t.Logf("%d rounds: %d releases, %d publishes refused as no change, %d lost races retried, %d release events", rounds, n, refused, races, len(envs))
+	t.Logf("%d rounds: %d releases, %d publishes refused as no change, %.0f lost races retried, %d release events", rounds, n, refused, races, len(envs))
 	if len(envs) != n {
 		t.Fatalf("%d release events for %d releases", len(envs), n)
 	}

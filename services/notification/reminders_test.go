@@ -1,13 +1,12 @@
 package notification
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -77,18 +76,12 @@ func (c *cluster) metric(i int, name string) float64 {
 		c.t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				c.t.Fatal(err)
-			}
-			return f
-		}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		c.t.Fatal(err)
 	}
-	return 0
+	v, _ := testkit.Metric(body, name)
+	return v
 }
 
 // quiet waits until every running replica has finished two more passes of

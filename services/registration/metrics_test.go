@@ -2,8 +2,6 @@ package registration
 
 import (
 	"fmt"
-	"regexp"
-	"strconv"
 	"testing"
 	"time"
 
@@ -15,15 +13,11 @@ import (
 // how many batches, and how many requests in them.
 func (h *harness) deciderBatches() (batches, requests int) {
 	h.t.Helper()
-	body := string(h.pub.Do(h.t, "GET", "/metrics", nil).Body)
+	body := h.pub.Do(h.t, "GET", "/metrics", nil).Body
 	read := func(name string) int {
-		m := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindStringSubmatch(body)
-		if m == nil {
+		v, ok := testkit.Metric(body, name)
+		if !ok {
 			h.t.Fatalf("/metrics has no %s", name)
-		}
-		v, err := strconv.ParseFloat(m[1], 64)
-		if err != nil {
-			h.t.Fatal(err)
 		}
 		return int(v)
 	}
