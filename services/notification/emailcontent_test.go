@@ -2,6 +2,7 @@ package notification
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"testing"
 	"time"
@@ -12,8 +13,9 @@ import (
 	"github.com/plenaryhq/plenary/pkg/testkit"
 )
 
-// An email record's content is stored compressed and read back whole; a
-// record stored before (content in plain fields) still reads.
+// An email record's content is stored compressed and read back whole;
+// records stored before (content in plain fields, or gzip-compressed)
+// still read.
 func TestEmailContentStoredCompressed(t *testing.T) {
 	ctx := context.Background()
 	coll := testkit.Mongo(t).Collection(emailsCollection)
@@ -62,6 +64,32 @@ func TestEmailContentStoredCompressed(t *testing.T) {
 	}
 	if legacy.Text != "plain text" || legacy.HTML != "<p>plain</p>" {
 		t.Fatalf("a record stored before: %+v", legacy)
+	}
+
+	content, err := bson.Marshal(emailContent{Text: "gzip text", HTML: "<p>gzip</p>"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gz bytes.Buffer
+	w := gzip.NewWriter(&gz)
+	if _, err := w.Write(content); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	zipped := bson.D{{Key: "_id", Value: "job-gzip"}, {Key: "event_id", Value: "evt"}, {Key: "kind", Value: kindConfirmation},
+		{Key: "to", Value: "gz@example.org"}, {Key: "subject", Value: "Gzip"}, {Key: "content", Value: gz.Bytes()},
+		{Key: "created_at", Value: time.Now().UTC()}}
+	if _, err := coll.InsertOne(ctx, zipped); err != nil {
+		t.Fatal(err)
+	}
+	var gzipped emailRecord
+	if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: "job-gzip"}}).Decode(&gzipped); err != nil {
+		t.Fatal(err)
+	}
+	if gzipped.Text != "gzip text" || gzipped.HTML != "<p>gzip</p>" {
+		t.Fatalf("a gzip record stored before: %+v", gzipped)
 	}
 }
 
