@@ -52,16 +52,21 @@ func TestEmailContentStoredCompressed(t *testing.T) {
 		t.Fatalf("listed %+v, want no content", listed)
 	}
 
-	old := bson.D{{Key: "_id", Value: "job-old"}, {Key: "event_id", Value: "evt"}, {Key: "kind", Value: kindConfirmation},
-		{Key: "to", Value: "old@example.org"}, {Key: "subject", Value: "Old"}, {Key: "text", Value: "plain text"},
-		{Key: "html", Value: "<p>plain</p>"}, {Key: "created_at", Value: time.Now().UTC()}}
-	if _, err := coll.InsertOne(ctx, old); err != nil {
-		t.Fatal(err)
+	// readBack stores a record as an older version wrote it and reads it.
+	readBack := func(id string, fields ...bson.E) emailRecord {
+		t.Helper()
+		doc := append(bson.D{{Key: "_id", Value: id}, {Key: "event_id", Value: "evt"}, {Key: "kind", Value: kindConfirmation},
+			{Key: "to", Value: id + "@example.org"}, {Key: "subject", Value: "Old"}, {Key: "created_at", Value: time.Now().UTC()}}, fields...)
+		if _, err := coll.InsertOne(ctx, doc); err != nil {
+			t.Fatal(err)
+		}
+		var got emailRecord
+		if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&got); err != nil {
+			t.Fatal(err)
+		}
+		return got
 	}
-	var legacy emailRecord
-	if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: "job-old"}}).Decode(&legacy); err != nil {
-		t.Fatal(err)
-	}
+	legacy := readBack("job-old", bson.E{Key: "text", Value: "plain text"}, bson.E{Key: "html", Value: "<p>plain</p>"})
 	if legacy.Text != "plain text" || legacy.HTML != "<p>plain</p>" {
 		t.Fatalf("a record stored before: %+v", legacy)
 	}
@@ -78,16 +83,7 @@ func TestEmailContentStoredCompressed(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	zipped := bson.D{{Key: "_id", Value: "job-gzip"}, {Key: "event_id", Value: "evt"}, {Key: "kind", Value: kindConfirmation},
-		{Key: "to", Value: "gz@example.org"}, {Key: "subject", Value: "Gzip"}, {Key: "content", Value: gz.Bytes()},
-		{Key: "created_at", Value: time.Now().UTC()}}
-	if _, err := coll.InsertOne(ctx, zipped); err != nil {
-		t.Fatal(err)
-	}
-	var gzipped emailRecord
-	if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: "job-gzip"}}).Decode(&gzipped); err != nil {
-		t.Fatal(err)
-	}
+	gzipped := readBack("job-gzip", bson.E{Key: "content", Value: gz.Bytes()})
 	if gzipped.Text != "gzip text" || gzipped.HTML != "<p>gzip</p>" {
 		t.Fatalf("a gzip record stored before: %+v", gzipped)
 	}
