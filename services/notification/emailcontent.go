@@ -80,10 +80,22 @@ func (r *emailRecord) UnmarshalBSON(data []byte) error {
 // before are gzip, told apart by their first bytes. The encoder and
 // decoder are safe for concurrent use and are shared.
 var (
-	zstdEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest),
-		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithLowerEncoderMem(true))
-	zstdDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)))
+	zstdEncoder *zstd.Encoder
+	zstdDecoder *zstd.Decoder
 )
+
+func init() {
+	var err error
+	zstdEncoder, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest),
+		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithLowerEncoderMem(true))
+	if err != nil {
+		panic(fmt.Sprintf("notification: zstd encoder: %v", err)) // only for options it rejects
+	}
+	zstdDecoder, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)))
+	if err != nil {
+		panic(fmt.Sprintf("notification: zstd decoder: %v", err))
+	}
+}
 
 func compress(raw []byte) ([]byte, error) {
 	return zstdEncoder.EncodeAll(raw, nil), nil
