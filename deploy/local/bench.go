@@ -77,6 +77,9 @@ func runBench(ctx context.Context, n, workers int, out io.Writer, log *slog.Logg
 	}
 	defer b.sink.Close()
 	b.natsURL, b.mongoURI = ns.ClientURL(), fdb.URI
+	// The services, the bare clients of the raw limits and the watcher all
+	// reach NATS in memory, as in make run.
+	defer bus.RegisterInProcess(b.natsURL, ns)()
 
 	fmt.Fprintf(out, "plenary bench: %d registrations, %d concurrent clients\n", n, workers)
 	raw, err := b.rawLimits(ctx)

@@ -15,6 +15,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/plenaryhq/plenary/pkg/bus"
 	"github.com/plenaryhq/plenary/pkg/store"
 )
 
@@ -37,7 +38,7 @@ func (b *bench) rawLimits(ctx context.Context) (raw, error) {
 	// The batched measures are quick per message; give them enough
 	// messages to be more than one or two fsyncs.
 	r := raw{batchedDocs: max(b.n, 20000)}
-	nc, err := nats.Connect(b.natsURL)
+	nc, err := nats.Connect(b.natsURL, bus.InProcessOptions(b.natsURL)...)
 	if err != nil {
 		return r, err
 	}

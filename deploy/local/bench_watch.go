@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/plenaryhq/plenary/pkg/bus"
 	"github.com/plenaryhq/plenary/pkg/events"
 )
 
@@ -50,7 +51,7 @@ type watcher struct {
 
 // watch subscribes before anything is sent, so that no decision is missed.
 func watch(natsURL string) (*watcher, error) {
-	nc, err := nats.Connect(natsURL)
+	nc, err := nats.Connect(natsURL, bus.InProcessOptions(natsURL)...)
 	if err != nil {
 		return nil, err
 	}

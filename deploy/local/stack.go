@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/plenaryhq/plenary/pkg/bus"
 	"github.com/plenaryhq/plenary/pkg/embedded"
 	"github.com/plenaryhq/plenary/pkg/service"
 	"github.com/plenaryhq/plenary/services/agenda"
@@ -201,8 +202,9 @@ func (s *Stack) startInfra() (func(), error) {
 		if err != nil {
 			return nil, err
 		}
-		stops = append(stops, func() { ns.Shutdown(); ns.WaitForShutdown() })
 		s.natsURL = ns.ClientURL()
+		unregister := bus.RegisterInProcess(s.natsURL, ns) // the services reach it in memory
+		stops = append(stops, func() { unregister(); ns.Shutdown(); ns.WaitForShutdown() })
 	}
 	if s.mongoURI == "" {
 		quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError + 4}))

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -25,8 +26,35 @@ type Bus struct {
 	closed chan struct{}
 }
 
+// inProcess holds the NATS servers embedded in this process, by client
+// URL: nats.InProcessConnProvider values (RegisterInProcess).
+var inProcess sync.Map
+
+// RegisterInProcess has Connect, and InProcessOptions, reach the NATS
+// server embedded in this process at url through memory instead of over
+// loopback TCP (nats.go's InProcessServer): `make run` and `make bench`
+// run every service in the one process with NATS, and a round trip in
+// memory is shorter (the mailer's sent-ledger record, one publish: 1.1–1.6
+// against 1.9–2.3 ms in make bench) and costs no syscalls. Call the func
+// it returns before the server shuts down, so that a later server on the
+// same port is dialled over TCP.
+func RegisterInProcess(url string, p nats.InProcessConnProvider) (unregister func()) {
+	inProcess.Store(url, p)
+	return func() { inProcess.CompareAndDelete(url, p) }
+}
+
+// InProcessOptions is what nats.Connect needs to reach url in memory, when
+// a server embedded in this process was registered for it; none otherwise.
+func InProcessOptions(url string) []nats.Option {
+	if p, ok := inProcess.Load(url); ok {
+		return []nats.Option{nats.InProcessServer(p.(nats.InProcessConnProvider))}
+	}
+	return nil
+}
+
 // Connect dials url and keeps reconnecting for ever once connected. If NATS
-// cannot be reached within wait, it returns an error that says so.
+// cannot be reached within wait, it returns an error that says so. A server
+// embedded in this process and registered for url is reached in memory.
 func Connect(ctx context.Context, url, name string, wait time.Duration, log *slog.Logger) (*Bus, error) {
 	if wait <= 0 {
 		wait = 10 * time.Second
@@ -45,6 +73,7 @@ func Connect(ctx context.Context, url, name string, wait time.Duration, log *slo
 		}),
 		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }),
 	}
+	opts = append(opts, InProcessOptions(url)...)
 	deadline := time.Now().Add(wait)
 	for {
 		nc, err := nats.Connect(url, opts...)
