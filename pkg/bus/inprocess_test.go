@@ -32,6 +32,7 @@ func TestConnectInProcess(t *testing.T) {
 	n := testkit.StartNATS(t)
 	srv := &countingServer{s: n.Server}
 	unregister := bus.RegisterInProcess(n.URL, srv)
+	t.Cleanup(unregister) // also when the test fails before it unregisters
 	b := n.Bus(t, events.StreamRegistration)
 	if got := srv.conns.Load(); got != 1 {
 		t.Fatalf("%d in-memory connections, want 1", got)
