@@ -45,9 +45,7 @@ func (r emailRecord) MarshalBSON() ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if s.Content, err = compress(raw); err != nil {
-			return nil, err
-		}
+		s.Content = compress(raw)
 	}
 	return bson.Marshal(s)
 }
@@ -97,8 +95,8 @@ func init() {
 	}
 }
 
-func compress(raw []byte) ([]byte, error) {
-	return zstdEncoder.EncodeAll(raw, nil), nil
+func compress(raw []byte) []byte {
+	return zstdEncoder.EncodeAll(raw, nil)
 }
 
 // gzipMagic starts every gzip stream (RFC 1952), and no zstd frame.
