@@ -1,54 +1,75 @@
 package bus
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/plenaryhq/plenary/pkg/events"
 )
 
-// Committer group-commits publishes from many goroutines: a message waits
-// while the batch before it is being stored, and whatever arrived meanwhile
-// goes out together (PublishBatch: one atomic batch, one fsync for all of
-// them, or pipelined publishes when fewer than MinAtomicBatch arrived). So
-// a rush is no longer bound by the disk's fsync rate, and a quiet moment
-// pays no more than a plain publish.
+// Committer group-commits publishes from many goroutines into single
+// messages: a body waits while the group before it is being stored, and
+// whatever arrived meanwhile is stored next as one JetStream message, a
+// JSON array of the bodies (one fsync for all of them). So a rush is no
+// longer bound by the disk's fsync rate, and a quiet moment pays no more
+// than a plain publish (a group of one).
 //
-// Only messages whose ids cannot already be in the duplicate window belong
-// here (fresh ids): one known id makes the server refuse the whole batch,
-// which PublishBatch then resends message by message.
+// A group is one message where an atomic batch of the same requests would
+// be many: nats-server stages an atomic batch on a single server in a file
+// store of its own (directory, metadata, flush, commit, removal), several
+// journal commits that took ~25 ms each under a rush here, while a group
+// costs one. What a group gives up is a message id per body: NATS
+// deduplicates the group, not what is in it, so only bodies that need no
+// deduplication (fresh ids) belong here. A consumer reads a group with
+// SplitGroup.
 type Committer struct {
 	bus     *Bus
+	subject string
 	queue   chan *pending
-	workers int
 	wg      sync.WaitGroup
 }
 
 type pending struct {
-	msg  *nats.Msg
+	body []byte
 	ctx  context.Context
 	done chan error
 }
 
-// NewCommitter starts workers goroutines that each store one batch at a
-// time; a few let a batch fill while another is in flight. Stop it with
-// Close.
-func NewCommitter(b *Bus, workers int) *Committer {
-	c := &Committer{bus: b, queue: make(chan *pending, 4096), workers: max(workers, 1)}
-	for range c.workers {
+// HeaderGroup marks a group message; its value is the number of bodies.
+const HeaderGroup = "Plenary-Group"
+
+// A group holds at most MaxGroup bodies and, unless a single body is
+// larger, MaxGroupBytes: well under NATS's 1 MB payload limit.
+const (
+	MaxGroup      = 1000
+	MaxGroupBytes = 512 << 10
+)
+
+// NewCommitter starts workers goroutines that each store one group at a
+// time on subject. One lets the next group fill for as long as the one
+// before takes to be stored; a second overlaps a group's round trip with
+// the next one's fsync. Stop it with Close.
+func NewCommitter(b *Bus, subject string, workers int) *Committer {
+	c := &Committer{bus: b, subject: subject, queue: make(chan *pending, 4096)}
+	for range max(workers, 1) {
 		c.wg.Add(1)
 		go c.run()
 	}
 	return c
 }
 
-// Publish stores msg (its Nats-Msg-Id header set) and returns once NATS has
-// acknowledged it, or with the error of its batch.
-func (c *Committer) Publish(ctx context.Context, msg *nats.Msg) error {
-	p := &pending{msg: msg, ctx: ctx, done: make(chan error, 1)}
+// Publish stores body (a JSON value) and returns once NATS has
+// acknowledged its group, or with the error of its group.
+func (c *Committer) Publish(ctx context.Context, body []byte) error {
+	p := &pending{body: body, ctx: ctx, done: make(chan error, 1)}
 	select {
 	case c.queue <- p:
 	case <-ctx.Done():
@@ -58,8 +79,7 @@ func (c *Committer) Publish(ctx context.Context, msg *nats.Msg) error {
 	case err := <-p.done:
 		return err
 	case <-ctx.Done():
-		// The message may still be stored; the caller answers an error and
-		// a retry with the same Idempotency-Key is deduplicated.
+		// The body may still be stored; the caller answers an error.
 		return ctx.Err()
 	}
 }
@@ -72,47 +92,91 @@ func (c *Committer) Close() {
 
 func (c *Committer) run() {
 	defer c.wg.Done()
-	for first := range c.queue {
-		batch := []*pending{first}
+	var held *pending // taken from the queue, too big for the group before
+	for {
+		first := held
+		held = nil
+		if first == nil {
+			var ok bool
+			if first, ok = <-c.queue; !ok {
+				return
+			}
+		}
+		group := []*pending{first}
+		size := len(first.body)
 	fill:
-		for len(batch) < MaxAtomicBatch {
+		for len(group) < MaxGroup {
 			select {
 			case p, ok := <-c.queue:
 				if !ok {
 					break fill
 				}
-				batch = append(batch, p)
+				if size+len(p.body)+1 > MaxGroupBytes {
+					held = p
+					break fill
+				}
+				group = append(group, p)
+				size += len(p.body) + 1
 			default:
 				break fill
 			}
 		}
-		live := batch[:0]
-		msgs := make([]*nats.Msg, 0, len(batch))
-		for _, p := range batch {
-			if p.ctx.Err() != nil {
-				p.done <- p.ctx.Err() // its caller gave up: not stored
-				continue
-			}
-			live = append(live, p)
-			msgs = append(msgs, p.msg)
-		}
-		if len(msgs) == 0 {
+		c.store(group)
+	}
+}
+
+// store publishes the live bodies of group as one message and answers
+// each.
+func (c *Committer) store(group []*pending) {
+	var data bytes.Buffer
+	live := group[:0]
+	for _, p := range group {
+		if p.ctx.Err() != nil {
+			p.done <- p.ctx.Err() // its caller gave up: not stored
 			continue
 		}
-		// The batch outlives any one caller's context.
-		ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
-		if len(msgs) < MinAtomicBatch {
-			for i, err := range c.bus.publishEach(ctx, msgs) {
-				live[i].done <- err
-			}
+		if len(live) == 0 {
+			data.WriteByte('[')
 		} else {
-			err := c.bus.PublishBatch(ctx, msgs)
-			for _, p := range live {
-				p.done <- err
-			}
+			data.WriteByte(',')
 		}
-		cancel()
+		data.Write(p.body)
+		live = append(live, p)
 	}
+	if len(live) == 0 {
+		return
+	}
+	data.WriteByte(']')
+	msg := &nats.Msg{Subject: c.subject, Data: data.Bytes(), Header: nats.Header{}}
+	msg.Header.Set(HeaderGroup, strconv.Itoa(len(live)))
+	// The group outlives any one caller's context.
+	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+	err := c.bus.publishMsg(ctx, msg, events.NewID())
+	cancel()
+	for _, p := range live {
+		p.done <- err
+	}
+}
+
+// SplitGroup returns the bodies of a message with header h and data: those
+// of a group, or data as the only one.
+func SplitGroup(h nats.Header, data []byte) ([]json.RawMessage, error) {
+	if h.Get(HeaderGroup) == "" {
+		return []json.RawMessage{data}, nil
+	}
+	var bodies []json.RawMessage
+	if err := json.Unmarshal(data, &bodies); err != nil {
+		return nil, fmt.Errorf("bus: group: %w", err)
+	}
+	return bodies, nil
+}
+
+// GroupSize is the number of bodies in a message with header h.
+func GroupSize(h nats.Header) int {
+	if n, err := strconv.Atoi(h.Get(HeaderGroup)); err == nil && n > 0 {
+		return n
+	}
+	return 1
 }
 
 // publishEach publishes msgs asynchronously, in order, each deduplicated by

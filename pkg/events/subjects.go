@@ -64,6 +64,10 @@ func RequestSubject(eventID, kind string) string {
 	return "registration-requests.v1." + eventID + "." + kind
 }
 
+// RequestGroupSubject is the subject of a group of registration requests
+// stored as one message (bus.Committer): requests of any event and kind.
+const RequestGroupSubject = "registration-requests.v1.group"
+
 // RequestWindow is how long NATS remembers a request's Nats-Msg-Id: the
 // lifetime of an Idempotency-Key.
 const RequestWindow = 30 * time.Minute

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/plenaryhq/plenary/pkg/bus"
 	"github.com/plenaryhq/plenary/pkg/events"
 	"github.com/plenaryhq/plenary/pkg/store"
 )
@@ -24,9 +25,13 @@ import (
 const (
 	deciderDurable = "decider"
 	deciderGroup   = "decider"
-	// maxDecideBatch bounds one batch: one journal InsertMany, one
-	// registrations InsertMany and one atomic publish for all of it.
+	// maxDecideBatch bounds the requests of one batch (give or take a
+	// group): one journal InsertMany, one registrations InsertMany and one
+	// atomic publish for all of it.
 	maxDecideBatch = 500
+	// pullBytes is what the decider asks NATS for ahead of deciding: a
+	// few batches of single requests, a few dozen groups.
+	pullBytes = 8 << 20
 )
 
 type decider struct {
@@ -45,7 +50,7 @@ type decider struct {
 	cold   map[string]bool
 	loaded bool // states and last match the database
 	pinID  string
-	last   int64 // stream sequence of the last request decided
+	last   int64 // position of the last request decided
 }
 
 func (r *registrar) newDecider(ctx context.Context, m *deciderMetrics) (*decider, error) {
@@ -79,7 +84,8 @@ func (r *registrar) newDecider(ctx context.Context, m *deciderMetrics) (*decider
 // retried until it succeeds, its messages kept in progress meanwhile, so
 // nothing after it is decided first.
 func (d *decider) run(ctx context.Context) error {
-	it, err := d.cons.Messages(jetstream.PullMaxMessages(2*maxDecideBatch), jetstream.PullPriorityGroup(deciderGroup))
+	// By bytes: a message can be a group of up to bus.MaxGroupBytes.
+	it, err := d.cons.Messages(jetstream.PullMaxBytes(pullBytes), jetstream.PullPriorityGroup(deciderGroup))
 	if err != nil {
 		return fmt.Errorf("decider: %w", err)
 	}
@@ -111,7 +117,7 @@ func (d *decider) run(ctx context.Context) error {
 			continue
 		}
 		start := time.Now()
-		batch := d.collect(it, first)
+		batch, requests := d.collect(it, first)
 		stop := d.heartbeat(batch)
 		for attempt := 1; ; attempt++ {
 			err := d.process(ctx, batch)
@@ -129,25 +135,27 @@ func (d *decider) run(ctx context.Context) error {
 			}
 		}
 		stop()
-		d.m.batchSize.Observe(float64(len(batch)))
+		d.m.batchSize.Observe(float64(requests))
 		d.m.batchSeconds.Observe(time.Since(start).Seconds())
-		d.m.decided.Add(float64(len(batch)))
+		d.m.decided.Add(float64(requests))
 	}
 }
 
-// collect takes the requests that follow first into its batch while they
-// keep arriving less than 2 ms apart, up to maxDecideBatch. (Waiting longer
-// for bigger batches was tried: 50 ms made no difference to a rush.)
-func (d *decider) collect(it jetstream.MessagesContext, first jetstream.Msg) []jetstream.Msg {
-	batch := []jetstream.Msg{first}
-	for len(batch) < maxDecideBatch {
+// collect takes the messages that follow first into its batch while they
+// keep arriving less than 2 ms apart, until it holds maxDecideBatch
+// requests. (Waiting longer for bigger batches was tried: 50 ms made no
+// difference to a rush.)
+func (d *decider) collect(it jetstream.MessagesContext, first jetstream.Msg) (batch []jetstream.Msg, requests int) {
+	batch, requests = []jetstream.Msg{first}, bus.GroupSize(first.Headers())
+	for requests < maxDecideBatch {
 		m, err := it.Next(jetstream.NextMaxWait(2 * time.Millisecond))
 		if err != nil {
 			break
 		}
 		batch = append(batch, m)
+		requests += bus.GroupSize(m.Headers())
 	}
-	return batch
+	return batch, requests
 }
 
 // deciderAckWait is three pin lifetimes, at least ten seconds.
@@ -178,12 +186,10 @@ func (d *decider) heartbeat(batch []jetstream.Msg) (stop func()) {
 	return func() { close(done) }
 }
 
-// item is one request to decide: from the consumer, or read straight from
-// the stream to fill a gap (msg nil).
+// item is one request to decide, at its position (seq).
 type item struct {
 	seq int64
 	req request
-	msg jetstream.Msg
 }
 
 // process decides a batch: journal, write, announce, acknowledge, reply.
@@ -201,7 +207,8 @@ func (d *decider) process(ctx context.Context, batch []jetstream.Msg) error {
 			return err
 		}
 	}
-	var done []jetstream.Msg // decided before: acknowledge only
+	var done []jetstream.Msg  // decided before: acknowledge only
+	var taken []jetstream.Msg // acknowledged once their requests are decided
 	var todo []item
 	next := d.last
 	for _, m := range batch {
@@ -209,31 +216,23 @@ func (d *decider) process(ctx context.Context, batch []jetstream.Msg) error {
 		if err != nil {
 			return err
 		}
-		seq := int64(md.Sequence.Stream)
-		if seq <= next {
+		seq := md.Sequence.Stream
+		if lastOf(seq) <= next {
 			done = append(done, m)
 			continue
 		}
 		// Requests this decider never received (the one before took them
 		// and stopped) wait for their redelivery no longer: read them.
-		for gap := next + 1; gap < seq; gap++ {
-			it, ok, err := d.fromStream(ctx, gap)
+		for gap := seqOf(next) + 1; gap < seq; gap++ {
+			its, err := d.fromStream(ctx, gap)
 			if err != nil {
 				return err
 			}
-			if ok {
-				todo = append(todo, it)
-			}
+			todo = append(todo, its...)
 		}
-		it := item{seq: seq, msg: m}
-		if err := json.Unmarshal(m.Data(), &it.req); err != nil {
-			d.log.Error("decider: request is not JSON; skipped", "seq", seq, "err", err)
-			done = append(done, m)
-			next = seq
-			continue
-		}
-		todo = append(todo, it)
-		next = seq
+		todo = append(todo, d.items(seq, m.Headers(), m.Data(), next)...)
+		taken = append(taken, m)
+		next = lastOf(seq)
 	}
 	entries, err := d.decideAll(ctx, todo)
 	if err != nil {
@@ -243,10 +242,8 @@ func (d *decider) process(ctx context.Context, batch []jetstream.Msg) error {
 		return err
 	}
 	d.last = next
-	for _, it := range todo {
-		if it.msg != nil {
-			_ = it.msg.Ack()
-		}
+	for _, m := range taken {
+		_ = m.Ack()
 	}
 	for _, m := range done {
 		_ = m.Ack()
@@ -254,20 +251,54 @@ func (d *decider) process(ctx context.Context, batch []jetstream.Msg) error {
 	return nil
 }
 
-// fromStream reads the request at seq from the stream itself.
-func (d *decider) fromStream(ctx context.Context, seq int64) (item, bool, error) {
-	raw, err := d.stream.GetMsg(ctx, uint64(seq))
+// A position orders requests as NATS stored them: the stream sequence of
+// their message, then their index in it (a message holds a group of
+// requests, bus.Committer, or one). The journal, the waiting lists and the
+// decider's progress count in positions.
+const posBits = 10 // bus.MaxGroup < 1<<posBits
+
+func position(seq uint64, index int) int64 { return int64(seq)<<posBits | int64(index) }
+
+// lastOf is the position of the last request a message at seq can hold.
+func lastOf(seq uint64) int64 { return position(seq, 1<<posBits-1) }
+
+// seqOf is the stream sequence of the message holding pos.
+func seqOf(pos int64) uint64 { return uint64(pos >> posBits) }
+
+// items are the requests of the message at seq that come after pos. One
+// that is not a request is skipped, logged: deciding it can never succeed.
+func (d *decider) items(seq uint64, h nats.Header, data []byte, after int64) []item {
+	bodies, err := bus.SplitGroup(h, data)
+	if err != nil {
+		d.log.Error("decider: group of requests is not JSON; skipped", "seq", seq, "err", err)
+		return nil
+	}
+	its := make([]item, 0, len(bodies))
+	for i, body := range bodies {
+		it := item{seq: position(seq, i)}
+		if it.seq <= after {
+			continue
+		}
+		if err := json.Unmarshal(body, &it.req); err != nil {
+			d.log.Error("decider: request is not JSON; skipped", "seq", seq, "index", i, "err", err)
+			continue
+		}
+		its = append(its, it)
+	}
+	return its
+}
+
+// fromStream reads the requests of the message at seq from the stream
+// itself.
+func (d *decider) fromStream(ctx context.Context, seq uint64) ([]item, error) {
+	raw, err := d.stream.GetMsg(ctx, seq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return item{}, false, nil // aged out or deleted
+		return nil, nil // aged out or deleted
 	}
 	if err != nil {
-		return item{}, false, fmt.Errorf("decider: read request %d: %w", seq, err)
+		return nil, fmt.Errorf("decider: read request %d: %w", seq, err)
 	}
-	it := item{seq: seq}
-	if err := json.Unmarshal(raw.Data, &it.req); err != nil {
-		return item{}, false, nil
-	}
-	return it, true, nil
+	return d.items(seq, raw.Header, raw.Data, 0), nil
 }
 
 // decideAll decides the items in order against the in-memory state and
@@ -418,7 +449,7 @@ func (d *decider) repinned(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if int64(info.AckFloor.Stream) > d.last || len(later) > 0 {
+	if lastOf(info.AckFloor.Stream) > d.last || len(later) > 0 {
 		d.log.Info("decider: pinned after another decider decided; reloading", "last", d.last,
 			"ack_floor", info.AckFloor.Stream, "journal_after_last", len(later))
 		d.loaded = false
@@ -436,7 +467,7 @@ func (d *decider) reload(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("decider: consumer info: %w", err)
 	}
-	floor := int64(info.AckFloor.Stream)
+	floor := lastOf(info.AckFloor.Stream)
 	pending, err := d.r.store.pendingDecisions(ctx, floor)
 	if err != nil {
 		return err
@@ -515,7 +546,7 @@ func (d *decider) prune(ctx context.Context) {
 			continue
 		}
 		sweep := time.Since(swept) >= journalSweep
-		if err := d.r.store.pruneDecisions(ctx, int64(info.AckFloor.Stream), sweep); err != nil {
+		if err := d.r.store.pruneDecisions(ctx, lastOf(info.AckFloor.Stream), sweep); err != nil {
 			if ctx.Err() == nil {
 				d.log.Warn("decider: prune journal", "err", err)
 			}

@@ -19,12 +19,14 @@ import (
 
 // A journal entry is one decided request: the registrations it changed (as
 // they stood after it), the event's new version if it changed the event,
-// and the messages that announce it. Its _id is the request's stream
-// sequence, so two deciders can never both record a decision for one
+// and the messages that announce it. Its _id is the request's position in
+// the stream, so two deciders can never both record a decision for one
 // request: the insert is the commit point. Entries are written in one
 // InsertMany per batch, then applied, then announced; the decider drops
 // them once the consumer's ack floor has passed them (pruneDecisions). A decider taking
 // over finishes what the journal still holds before it decides anything.
+// (Seq is the request's position: its message's stream sequence and its
+// index in the message, see position.)
 type journalEntry struct {
 	Seq         int64            `bson:"_id"`
 	RequestID   string           `bson:"request_id"`
@@ -64,59 +66,87 @@ type journalMsg struct {
 // first. The decider reloads its state and tries again.
 var errFence = errors.New("fence: a unique index refused the write; another decider was active")
 
-// The journal is kept in collections of journalSpan request sequences each
-// (decisions_<seq / journalSpan>), and pruned by dropping a collection once
-// the consumer's ack floor has passed all of it. Deleting entries by a
+// The journal is kept in collections of journalSpan positions each
+// (journal_<position / journalSpan>), and pruned by dropping a collection
+// once the consumer's ack floor has passed all of it. Deleting entries by a
 // range of _id instead made FerretDB decode every entry left in the
 // journal on each prune (NOTES.md): ~0.2–0.4 s every few seconds of a
-// rush, a tenth of the decider's work. A sequence always maps to the same
-// collection, so the insert of its _id is still the commit point. Entries
-// written before the journal was split are in "decisions" (legacyJournal),
-// read and pruned as before until it is empty.
+// rush, a tenth of the decider's work. A position always maps to the same
+// collection, so the insert of its _id is still the commit point.
+//
+// Entries written before requests were grouped are keyed by their stream
+// sequence instead, in decisions_<seq / 4096> and, older still, decisions:
+// the legacy collections, read (their keys turned into positions) and
+// pruned while they still hold anything.
 const (
-	journalSpan   = 4096
-	journalPrefix = "decisions_"
+	journalSpan   = 1024 << posBits
+	journalPrefix = "journal_"
+	legacyPrefix  = "decisions_"
 	legacyJournal = "decisions"
 )
 
-// journalOf is the collection that holds the entry of request seq.
-func (s *regStore) journalOf(seq int64) *mongo.Collection {
-	return s.db.Collection(journalPrefix + strconv.FormatInt(seq/journalSpan, 10))
+// journalOf is the collection that holds the entry at pos.
+func (s *regStore) journalOf(pos int64) *mongo.Collection {
+	return s.db.Collection(journalPrefix + strconv.FormatInt(pos/journalSpan, 10))
 }
 
 // journals lists the journal's collections: their span numbers in order,
-// and whether the legacy collection exists.
-func (s *regStore) journals(ctx context.Context) (spans []int64, legacy bool, err error) {
+// and the legacy ones.
+func (s *regStore) journals(ctx context.Context) (spans []int64, legacy []*mongo.Collection, err error) {
 	names, err := s.db.ListCollectionNames(ctx, bson.D{})
 	if err != nil {
-		return nil, false, fmt.Errorf("journal: %w", err)
+		return nil, nil, fmt.Errorf("journal: %w", err)
 	}
+	slices.Sort(names)
 	for _, name := range names {
-		if name == legacyJournal {
-			legacy = true
-		} else if n, ok := strings.CutPrefix(name, journalPrefix); ok {
+		if n, ok := strings.CutPrefix(name, journalPrefix); ok {
 			if span, err := strconv.ParseInt(n, 10, 64); err == nil {
 				spans = append(spans, span)
 			}
+		} else if name == legacyJournal || strings.HasPrefix(name, legacyPrefix) {
+			legacy = append(legacy, s.db.Collection(name))
 		}
 	}
 	slices.Sort(spans)
 	return spans, legacy, nil
 }
 
-// journalsFrom returns the collections that may hold entries from seq on.
-func (s *regStore) journalsFrom(ctx context.Context, seq int64) ([]*mongo.Collection, error) {
+// journalColl is a collection of the journal; raw when it is a legacy one,
+// keyed by stream sequences.
+type journalColl struct {
+	*mongo.Collection
+	raw bool
+}
+
+// after filters the entries past pos.
+func (c journalColl) after(pos int64) bson.D {
+	if c.raw { // sequence s is at position(s, 0)
+		return bson.D{{Key: "_id", Value: bson.D{{Key: "$gt", Value: int64(seqOf(pos))}}}}
+	}
+	return bson.D{{Key: "_id", Value: bson.D{{Key: "$gt", Value: pos}}}}
+}
+
+// from filters the entries at pos and after.
+func (c journalColl) from(pos int64) bson.D {
+	if c.raw {
+		return bson.D{{Key: "_id", Value: bson.D{{Key: "$gte", Value: (pos + 1<<posBits - 1) >> posBits}}}}
+	}
+	return bson.D{{Key: "_id", Value: bson.D{{Key: "$gte", Value: pos}}}}
+}
+
+// journalsFrom returns the collections that may hold entries from pos on.
+func (s *regStore) journalsFrom(ctx context.Context, pos int64) ([]journalColl, error) {
 	spans, legacy, err := s.journals(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var out []*mongo.Collection
-	if legacy {
-		out = append(out, s.db.Collection(legacyJournal))
+	var out []journalColl
+	for _, coll := range legacy {
+		out = append(out, journalColl{coll, true})
 	}
 	for _, span := range spans {
-		if (span+1)*journalSpan > seq {
-			out = append(out, s.db.Collection(journalPrefix+strconv.FormatInt(span, 10)))
+		if (span+1)*journalSpan > pos {
+			out = append(out, journalColl{s.db.Collection(journalPrefix + strconv.FormatInt(span, 10)), false})
 		}
 	}
 	return out, nil
@@ -143,7 +173,7 @@ func (s *regStore) recordDecisions(ctx context.Context, entries []*journalEntry)
 	return nil
 }
 
-// pendingDecisions returns the entries after seq, in order.
+// pendingDecisions returns the entries after position after, in order.
 func (s *regStore) pendingDecisions(ctx context.Context, after int64) ([]*journalEntry, error) {
 	colls, err := s.journalsFrom(ctx, after+1)
 	if err != nil {
@@ -151,7 +181,7 @@ func (s *regStore) pendingDecisions(ctx context.Context, after int64) ([]*journa
 	}
 	var out []*journalEntry
 	for _, coll := range colls {
-		cur, err := coll.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$gt", Value: after}}}})
+		cur, err := coll.Find(ctx, coll.after(after))
 		if err != nil {
 			return nil, fmt.Errorf("journal: %w", err)
 		}
@@ -159,17 +189,23 @@ func (s *regStore) pendingDecisions(ctx context.Context, after int64) ([]*journa
 		if err := cur.All(ctx, &part); err != nil {
 			return nil, fmt.Errorf("journal: %w", err)
 		}
+		if coll.raw {
+			for _, e := range part {
+				e.Seq = position(uint64(e.Seq), 0)
+			}
+		}
 		out = append(out, part...)
 	}
 	slices.SortFunc(out, func(a, b *journalEntry) int { return cmp.Compare(a.Seq, b.Seq) })
 	return out, nil
 }
 
-// pruneDecisions forgets the entries up to seq: it drops each collection
-// whose whole span is at or below seq and, with partial, deletes the
-// entries up to seq from the one seq falls in (a scan of that span; the
-// entries hold names and addresses, which must not outlive an erasure or
-// the retention period for long when fewer requests come than a span).
+// pruneDecisions forgets the entries up to position upTo: it drops each
+// collection whose whole span is at or below upTo and, with partial,
+// deletes the entries up to upTo from the one upTo falls in (a scan of that
+// span; the entries hold names and addresses, which must not outlive an
+// erasure or the retention period for long when fewer requests come than a
+// span).
 func (s *regStore) pruneDecisions(ctx context.Context, upTo int64, partial bool) error {
 	spans, legacy, err := s.journals(ctx)
 	if err != nil {
@@ -189,26 +225,27 @@ func (s *regStore) pruneDecisions(ctx context.Context, upTo int64, partial bool)
 			return fmt.Errorf("journal: drop span %d: %w", span, err)
 		}
 	}
-	if legacy {
-		old := s.db.Collection(legacyJournal)
-		if _, err := old.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$lte", Value: upTo}}}}); err != nil {
+	for _, old := range legacy {
+		if _, err := old.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$lte", Value: int64(seqOf(upTo))}}}}); err != nil {
 			return fmt.Errorf("journal: %w", err)
 		}
 		if n, err := old.CountDocuments(ctx, bson.D{}); err == nil && n == 0 {
-			return old.Drop(ctx)
+			if err := old.Drop(ctx); err != nil {
+				return fmt.Errorf("journal: %w", err)
+			}
 		}
 	}
 	return nil
 }
 
-// dropDecisionsFrom deletes the entries from seq on.
-func (s *regStore) dropDecisionsFrom(ctx context.Context, seq int64) error {
-	colls, err := s.journalsFrom(ctx, seq)
+// dropDecisionsFrom deletes the entries from position pos on.
+func (s *regStore) dropDecisionsFrom(ctx context.Context, pos int64) error {
+	colls, err := s.journalsFrom(ctx, pos)
 	if err != nil {
 		return err
 	}
 	for _, coll := range colls {
-		if _, err := coll.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$gte", Value: seq}}}}); err != nil {
+		if _, err := coll.DeleteMany(ctx, coll.from(pos)); err != nil {
 			return fmt.Errorf("journal: %w", err)
 		}
 	}

@@ -15,17 +15,21 @@ import (
 	"github.com/plenaryhq/plenary/pkg/testkit"
 )
 
-// The journal spans collections of journalSpan sequences: entries are read
-// back in order across them (and from the collection used before the split),
-// and pruning drops a collection only once the floor has passed all of it.
+// The journal spans collections of journalSpan positions: entries are read
+// back in order across them (and from the collections used before, keyed
+// by stream sequence), and pruning drops a collection only once the floor
+// has passed all of it.
 func TestJournalSpansArePrunedWhole(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(testkit.Mongo(t))
 	entry := func(seq int64) *journalEntry {
 		return &journalEntry{Seq: seq, RequestID: "req", EventID: "evt", At: time.Now().UTC()}
 	}
-	// Written before the split.
+	// Written before the split, and before requests were grouped.
 	if _, err := s.db.Collection(legacyJournal).InsertMany(ctx, []any{entry(3), entry(5)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.db.Collection(legacyPrefix+"0").InsertMany(ctx, []any{entry(7)}); err != nil {
 		t.Fatal(err)
 	}
 	var batch []*journalEntry
@@ -50,8 +54,8 @@ func TestJournalSpansArePrunedWhole(t *testing.T) {
 		}
 		return out
 	}
-	if got, want := seqs(4), []int64{5, journalSpan - 2, journalSpan - 1, journalSpan, journalSpan + 1, 2*journalSpan + 7}; !slices.Equal(got, want) {
-		t.Fatalf("pending after 4: %v, want %v", got, want)
+	if got, want := seqs(lastOf(4)), []int64{position(5, 0), position(7, 0), journalSpan - 2, journalSpan - 1, journalSpan, journalSpan + 1, 2*journalSpan + 7}; !slices.Equal(got, want) {
+		t.Fatalf("pending after sequence 4: %v, want %v", got, want)
 	}
 	if got, want := seqs(journalSpan), []int64{journalSpan + 1, 2*journalSpan + 7}; !slices.Equal(got, want) {
 		t.Fatalf("pending after %d: %v, want %v", journalSpan, got, want)
@@ -76,7 +80,7 @@ func TestJournalSpansArePrunedWhole(t *testing.T) {
 		t.Fatal(err)
 	}
 	slices.Sort(names)
-	if want := []string{"decisions_1", "decisions_2"}; !slices.Equal(names, want) {
+	if want := []string{journalPrefix + "1", journalPrefix + "2"}; !slices.Equal(names, want) {
 		t.Fatalf("collections %v, want %v", names, want)
 	}
 
@@ -92,6 +96,17 @@ func TestJournalSpansArePrunedWhole(t *testing.T) {
 	}
 	if got := seqs(0); len(got) != 0 {
 		t.Fatalf("after dropping from %d: %v, want none", journalSpan+1, got)
+	}
+
+	// Dropping from a position drops the legacy entries at or after it.
+	if _, err := s.db.Collection(legacyPrefix+"0").InsertMany(ctx, []any{entry(20), entry(21)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.dropDecisionsFrom(ctx, position(20, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := seqs(0), []int64{position(20, 0)}; !slices.Equal(got, want) {
+		t.Fatalf("after dropping from sequence 20's second request: %v, want %v", got, want)
 	}
 }
 

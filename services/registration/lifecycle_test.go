@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/plenaryhq/plenary/pkg/bus"
 	"github.com/plenaryhq/plenary/pkg/events"
 	"github.com/plenaryhq/plenary/pkg/testkit"
 )
@@ -120,14 +121,24 @@ func requestsInStream(t *testing.T, js jetstream.JetStream) []request {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var req request
-		if err := json.Unmarshal(msg.Data(), &req); err != nil {
-			t.Fatalf("request %s: %v", msg.Data(), err)
+		bodies, err := bus.SplitGroup(msg.Headers(), msg.Data())
+		if err != nil {
+			t.Fatal(err)
 		}
-		if want := events.RequestSubject(req.EventID, req.Kind); msg.Subject() != want {
-			t.Fatalf("request on %s, want %s", msg.Subject(), want)
+		for _, body := range bodies {
+			var req request
+			if err := json.Unmarshal(body, &req); err != nil {
+				t.Fatalf("request %s: %v", body, err)
+			}
+			want := events.RequestSubject(req.EventID, req.Kind)
+			if len(bodies) > 1 || msg.Headers().Get(bus.HeaderGroup) != "" {
+				want = events.RequestGroupSubject
+			}
+			if msg.Subject() != want {
+				t.Fatalf("request on %s, want %s", msg.Subject(), want)
+			}
+			out = append(out, req)
 		}
-		out = append(out, req)
 	}
 	return out
 }

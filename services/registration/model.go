@@ -103,8 +103,9 @@ type Registration struct {
 	// without a seat it is unique to the registration.
 	Seat    int    `bson:"seat" json:"-"`
 	SeatKey string `bson:"seat_key" json:"-"`
-	// Queue orders the waiting list: the stream sequence of the request
-	// that put the registration on it (0 when not waiting).
+	// Queue orders the waiting list: the position of the request that put
+	// the registration on it (its stream sequence before requests were
+	// grouped; 0 when not waiting).
 	Queue uint64 `bson:"queue,omitempty" json:"-"`
 	// WantsMode is the other mode a confirmed registration asked to switch
 	// to while it was full: it waits on that mode's list and keeps its seat

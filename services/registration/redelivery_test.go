@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/plenaryhq/plenary/pkg/bus"
 	"github.com/plenaryhq/plenary/pkg/events"
 	"github.com/plenaryhq/plenary/pkg/testkit"
 )
@@ -25,22 +26,34 @@ const (
 	crashJournalGone                     // written and published, its journal entry since deleted
 )
 
-// playCrashedDecider does what the decider does with one request, with the
-// service's own code, up to stage, and dies there: the request was
-// delivered to it and is never acknowledged. It returns the request.
-func playCrashedDecider(t *testing.T, h *harness, ev Event, email string, stage crashStage) (request, uint64) {
+// playCrashedDecider does what the decider does with a group of two
+// requests (as the committer stores them), with the service's own code, up
+// to stage for the first, and dies there, before it journaled the second:
+// the group was delivered to it and is never acknowledged. It returns the
+// requests.
+func playCrashedDecider(t *testing.T, h *harness, ev Event, emails [2]string, stage crashStage) ([2]request, uint64) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	req := request{ID: events.NewID(), Kind: kindRegister, EventID: ev.ID, At: time.Now().UTC(),
-		Register: &newRegistrationData{ID: events.NewID(), Name: "Kofi Mensah", Email: email,
-			Mode: events.ModeOnline, Locale: "en", Consent: Consent{Given: true, TextVersion: ConsentTextVersion, At: time.Now().UTC()}}}
-	body, err := json.Marshal(&req)
+	var reqs [2]request
+	var bodies []json.RawMessage
+	for i, email := range emails {
+		reqs[i] = request{ID: events.NewID(), Kind: kindRegister, EventID: ev.ID, At: time.Now().UTC(),
+			Register: &newRegistrationData{ID: events.NewID(), Name: "Kofi Mensah", Email: email,
+				Mode: events.ModeOnline, Locale: "en", Consent: Consent{Given: true, TextVersion: ConsentTextVersion, At: time.Now().UTC()}}}
+		body, err := json.Marshal(&reqs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies = append(bodies, body)
+	}
+	req := reqs[0]
+	group, err := json.Marshal(bodies)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ack, err := h.bus.JS.PublishMsg(ctx, &nats.Msg{Subject: events.RequestSubject(ev.ID, kindRegister), Data: body},
-		jetstream.WithMsgID(req.ID))
+	ack, err := h.bus.JS.PublishMsg(ctx, &nats.Msg{Subject: events.RequestGroupSubject, Data: group,
+		Header: nats.Header{bus.HeaderGroup: []string{"2"}}}, jetstream.WithMsgID(req.ID))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,8 +92,8 @@ func playCrashedDecider(t *testing.T, h *harness, ev Event, email string, stage 
 	}
 	st := newEventState(stored)
 	st.load(regs)
-	e := &journalEntry{Seq: int64(seq), RequestID: req.ID, EventID: ev.ID, At: time.Now().UTC()}
-	if err := r.journalize(e, &req, st, st.decide(&req, seq, time.Now())); err != nil {
+	e := &journalEntry{Seq: position(seq, 0), RequestID: req.ID, EventID: ev.ID, At: time.Now().UTC()}
+	if err := r.journalize(e, &req, st, st.decide(&req, uint64(e.Seq), time.Now())); err != nil {
 		t.Fatal(err)
 	}
 	entries := []*journalEntry{e}
@@ -98,7 +111,7 @@ func playCrashedDecider(t *testing.T, h *harness, ev Event, email string, stage 
 		}
 	}
 	if stage == crashJournalGone {
-		if err := r.store.dropDecisionsFrom(ctx, int64(seq)); err != nil {
+		if err := r.store.dropDecisionsFrom(ctx, position(seq, 0)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -116,14 +129,15 @@ func playCrashedDecider(t *testing.T, h *harness, ev Event, email string, stage 
 	if err := stream.UnpinConsumer(ctx, deciderDurable, deciderGroup); err != nil {
 		t.Fatal(err)
 	}
-	return req, seq
+	return reqs, seq
 }
 
 // A request whose decision a crashed decider left behind, at any stage, is
 // redelivered to the next decider: its outcome is announced exactly once,
 // with the id derived from the request, and it is never decided a second
 // time (which would announce a duplicate attempt, or a second
-// registration).
+// registration). The request after it in the same group, not journaled
+// yet, is decided once.
 func TestRedeliveredRequestIsAnnouncedNotDecidedTwice(t *testing.T) {
 	h := newHarness(t)
 	db := h.database()
@@ -142,49 +156,54 @@ func TestRedeliveredRequestIsAnnouncedNotDecidedTwice(t *testing.T) {
 			ev := h.createEvent(slug, func(b map[string]any) { b["capacity"] = map[string]any{"in_person": 5, "online": 0} })
 			first := fmt.Sprintf("first%d@example.org", tc.stage)
 			crashed := fmt.Sprintf("crashed%d@example.org", tc.stage)
+			second := fmt.Sprintf("second%d@example.org", tc.stage)
 			later := fmt.Sprintf("later%d@example.org", tc.stage)
 			h.register(slug, first, events.ModeOnline)
 			waitOutcome(t, out, first, events.RegistrationConfirmed)
 			testkit.WaitIdle(t, h.bus.JS, events.StreamRequests, deciderDurable)
 			h.stop()
 
-			req, seq := playCrashedDecider(t, h, ev, crashed, tc.stage)
+			reqs, seq := playCrashedDecider(t, h, ev, [2]string{crashed, second}, tc.stage)
 
 			h.start()
 			h.register(slug, later, events.ModeOnline)
 			waitOutcome(t, out, crashed, events.RegistrationConfirmed)
+			waitOutcome(t, out, second, events.RegistrationConfirmed)
 			waitOutcome(t, out, later, events.RegistrationConfirmed)
 			testkit.WaitIdle(t, h.bus.JS, events.StreamRequests, deciderDurable)
 
-			var forCrashed []string
+			announced := map[string][]string{}
 			ids := map[string]int{}
 			for _, env := range testkit.ReadStream(t, h.bus.JS, events.StreamRegistration) {
 				ids[env.ID]++
 				var p events.Registration
-				if env.Decode(&p) == nil && p.Email == crashed {
-					forCrashed = append(forCrashed, env.Type+" "+env.ID)
+				if env.Decode(&p) == nil {
+					announced[p.Email] = append(announced[p.Email], env.Type+" "+env.ID)
 				}
-			}
-			want := events.RegistrationConfirmed + " " + req.ID + "-1"
-			if len(forCrashed) != 1 || forCrashed[0] != want {
-				t.Errorf("request %d (%s): announced %v, want exactly [%s]", seq, tc.name, forCrashed, want)
 			}
 			for id, n := range ids {
 				if n > 1 {
 					t.Errorf("event id %s stored %d times", id, n)
 				}
 			}
-			n, err := db.Collection("registrations").CountDocuments(context.Background(), bson.D{{Key: "email", Value: crashed}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if n != 1 {
-				t.Errorf("%d registrations stored for %s, want 1", n, crashed)
-			}
-			var reg Registration
-			if err := db.Collection("registrations").FindOne(context.Background(), bson.D{{Key: "email", Value: crashed}}).Decode(&reg); err == nil &&
-				(reg.ID != req.Register.ID || reg.Version != 1 || reg.RequestID != req.ID) {
-				t.Errorf("stored %+v, want registration %s at version 1 from request %s", reg, req.Register.ID, req.ID)
+			for i, email := range []string{crashed, second} {
+				req := reqs[i]
+				want := events.RegistrationConfirmed + " " + req.ID + "-1"
+				if got := announced[email]; len(got) != 1 || got[0] != want {
+					t.Errorf("request %d of group %d (%s): announced %v, want exactly [%s]", i, seq, tc.name, got, want)
+				}
+				n, err := db.Collection("registrations").CountDocuments(context.Background(), bson.D{{Key: "email", Value: email}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n != 1 {
+					t.Errorf("%d registrations stored for %s, want 1", n, email)
+				}
+				var reg Registration
+				if err := db.Collection("registrations").FindOne(context.Background(), bson.D{{Key: "email", Value: email}}).Decode(&reg); err == nil &&
+					(reg.ID != req.Register.ID || reg.Version != 1 || reg.RequestID != req.ID) {
+					t.Errorf("stored %+v, want registration %s at version 1 from request %s", reg, req.Register.ID, req.ID)
+				}
 			}
 		})
 	}

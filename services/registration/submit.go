@@ -9,9 +9,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/plenaryhq/plenary/pkg/events"
 	"github.com/plenaryhq/plenary/pkg/web"
 )
@@ -19,9 +16,10 @@ import (
 // submit appends req to the requests stream and returns once NATS has
 // stored it. With an Idempotency-Key (already scoped to path and body) the
 // message id is derived from it, so a retry within RequestWindow — on any
-// replica — is dropped by NATS as a duplicate; such a message is published
-// on its own, because one known id would make the server refuse a whole
-// atomic batch. Without a key the request joins the group commit.
+// replica — is dropped by NATS as a duplicate; such a request is published
+// on its own, because NATS deduplicates whole messages. Without a key the
+// request joins the group commit: it is stored with whatever other requests
+// arrived while the group before was being stored, in one message.
 func (r *registrar) submit(ctx context.Context, req *request, idempotencyKey string) error {
 	req.At = time.Now().UTC()
 	req.TraceParent = events.TraceFrom(ctx)
@@ -29,17 +27,11 @@ func (r *registrar) submit(ctx context.Context, req *request, idempotencyKey str
 	if err != nil {
 		return err
 	}
-	msg := &nats.Msg{Subject: events.RequestSubject(req.EventID, req.Kind), Data: body, Header: nats.Header{}}
-	if req.TraceParent != "" {
-		msg.Header.Set(events.TraceHeader, req.TraceParent)
-	}
 	if idempotencyKey != "" {
 		sum := sha256.Sum256([]byte("request\x00" + idempotencyKey))
-		msg.Header.Set(jetstream.MsgIDHeader, hex.EncodeToString(sum[:16]))
-		err = r.bus.Publish(ctx, msg.Subject, msg.Header.Get(jetstream.MsgIDHeader), body)
+		err = r.bus.Publish(ctx, events.RequestSubject(req.EventID, req.Kind), hex.EncodeToString(sum[:16]), body)
 	} else {
-		msg.Header.Set(jetstream.MsgIDHeader, req.ID)
-		err = r.committer.Publish(ctx, msg)
+		err = r.committer.Publish(ctx, body)
 	}
 	if err != nil {
 		r.log.Warn("request not stored", "kind", req.Kind, "event_id", req.EventID, "err", err)
