@@ -104,10 +104,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	outbox := store.NewOutbox(deps.DB, deps.Bus, log)
-	// One committer: a group fills for as long as the one before takes to
-	// be stored. (Measured in make bench, core alone: 2,645 accepted/s with
-	// one, 2,368 with two.)
-	committer := bus.NewCommitter(deps.Bus, events.RequestGroupSubject, 1)
+	// Two committers: a group fills while the one before is being stored,
+	// and a request arriving then need not wait for that one's ack before
+	// its own goes out. (Measured in make bench, core alone, two runs each:
+	// one gave 2,414 and 2,743 accepted/s, open-loop p99 33 and 44 ms; two
+	// gave 2,329 and 2,212/s, open-loop p99 25 and 24 ms.)
+	committer := bus.NewCommitter(deps.Bus, events.RequestGroupSubject, 2)
 	defer committer.Close()
 	svc := &registrar{
 		cfg:       cfg,
