@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"time"
 
@@ -9,6 +10,9 @@ import (
 	"github.com/plenaryhq/plenary/pkg/events"
 	"github.com/plenaryhq/plenary/services/mailer"
 )
+
+var benchDrainProfile = flag.String("bench-drain-cpuprofile", "",
+	"write a CPU profile of the mailer drain alone (mailer started to last email) to this file")
 
 // minDrain is the fewest emails the drain sends: fewer are over before the
 // connections reach their pace.
@@ -23,11 +27,12 @@ type drainResult struct {
 	emails  span // the first email to each drain address
 	extra   int  // emails to the drain addresses beyond one each
 
-	startToLast time.Duration // mailer started → last email
-	perSec      float64       // (n − 1) / (first → last)
-	bare        float64       // mailer.BareSendRate, same jobs, connections and sink
-	writes      mailWrites    // the mailer's counters over the drain
-	sinkConns   int           // connections the sink saw opened during the drain
+	startToLast  time.Duration // mailer started → last email
+	perSec       float64       // (n − 1) / (first → last)
+	bare         float64       // mailer.BareSendRate, same jobs, connections and sink
+	writes       mailWrites    // the mailer's counters over the drain
+	cpu, bareCPU float64       // the process's CPU seconds per email: the drain's, bare go-mail's
+	sinkConns    int           // connections the sink saw opened during the drain
 }
 
 // mailerDrain measures the mailer alone. With the mailer stopped it queues
@@ -74,11 +79,15 @@ func (b *bench) mailerDrain(ctx context.Context, s *Stack, pub *bus.Bus, tmpl ev
 
 	arrived := b.track(want)
 	conns := b.sink.Connections()
+	stopProfile := startPartProfile(b, "mailer drain", *benchDrainProfile)
+	before := readUsage()
 	start := time.Now()
 	if err := startReady(ctx, s, Mailer); err != nil {
 		return res, err
 	}
 	waitFor(ctx, func() (int, int) { return arrived(), n })
+	res.cpu = (readUsage().cpu - before.cpu) / float64(n)
+	stopProfile()
 	if err := waitMailBacklog(ctx, pub.JS, 0); err != nil {
 		return res, err
 	}
@@ -91,10 +100,12 @@ func (b *bench) mailerDrain(ctx context.Context, s *Stack, pub *bus.Bus, tmpl ev
 	res.startToLast = sinceIfAfter(res.emails.last, start)
 	res.perSec = res.emails.rate()
 
+	before = readUsage()
 	res.bare, err = mailer.BareSendRate(ctx, cfg.SMTP, cfg.Workers, n, copyOf("bare"))
 	if err != nil {
 		return res, fmt.Errorf("bare go-mail: %w", err)
 	}
+	res.bareCPU = (readUsage().cpu - before.cpu) / float64(n)
 	return res, nil
 }
 

@@ -32,6 +32,8 @@ func (rep *report) addDrain(d drainResult) {
 	rep.add(sec, "mail.drain", "emails/s at the sink, (n-1) / (first → last)", d.perSec, "/s", "raw.gomail")
 	rep.add(sec, "mail.drain_took", "first → last email at the sink", d.emails.took().Seconds(), "s", "")
 	rep.add(sec, "mail.drain_start", "mailer started → last email", d.startToLast.Seconds(), "s", "")
+	rep.add(sec, "mail.drain_cpu", "the process's CPU per email, mailer started → last email", d.cpu*1000, "ms", "")
+	rep.add(sec, "mail.drain_bare_cpu", "the process's CPU per email, bare go-mail", d.bareCPU*1000, "ms", "")
 	rep.addWrites(sec, "mail.drain", d.writes)
 	rep.add(sec, "mail.drain_dials", "SMTP connections opened (mailer_smtp_dials_total)", d.writes.dials, "", "")
 	rep.add(sec, "mail.drain_sink_conns", "SMTP connections the sink saw opened", float64(d.sinkConns), "", "")
