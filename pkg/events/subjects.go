@@ -109,8 +109,10 @@ func Streams(replicas int) map[string]jetstream.StreamConfig {
 	requests := limits(StreamRequests, "registration-requests.v1.>", "registration requests until decided")
 	requests.MaxAge = 7 * 24 * time.Hour
 	requests.Duplicates = RequestWindow
-	// Requests arriving together are stored as one atomic batch (one fsync);
-	// the decider publishes its outcomes the same way.
+	// Requests arriving together are stored as one message (bus.Committer,
+	// RequestGroupSubject). Atomic batches are allowed still, as on the
+	// streams created when requests were atomic batches: nothing sends one
+	// here now, and the setting costs nothing unused.
 	requests.AllowAtomicPublish = true
 	registration := limits(StreamRegistration, "registration.v1.>", "events and registrations")
 	registration.AllowAtomicPublish = true
