@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
 	"github.com/plenaryhq/plenary/pkg/events"
@@ -140,3 +142,48 @@ func EnvelopeMsg(env events.Envelope) (*nats.Msg, error) {
 	}
 	return msg, nil
 }
+
+// publishEach publishes msgs asynchronously, in order, each deduplicated by
+// its Nats-Msg-Id, and returns each one's outcome once all are answered
+// (nil for each when all were stored), waiting at most publishTimeout when
+// ctx has no deadline. Unlike an atomic batch it can store some and not
+// others, and a message lost with a dropped connection can be stored by
+// the caller's retry after one sent behind it: callers retry what failed,
+// and consumers order by version, not by arrival.
+func (b *Bus) publishEach(ctx context.Context, msgs []*nats.Msg) []error {
+	errs := make([]error, len(msgs))
+	if !b.NC.IsConnected() {
+		for i := range errs {
+			errs[i] = ErrDisconnected
+		}
+		return errs
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		// An ack that never comes (the connection lost in between) must
+		// not hold the caller for ever: the publish is then retried.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, publishTimeout)
+		defer cancel()
+	}
+	futures := make([]jetstream.PubAckFuture, len(msgs))
+	for i, m := range msgs {
+		clearBatchHeaders(m) // left by an atomic attempt the caller retries
+		futures[i], errs[i] = b.JS.PublishMsgAsync(m)
+	}
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			errs[i] = fmt.Errorf("bus: publish %s: %w", msgs[i].Subject, err)
+		case <-ctx.Done():
+			errs[i] = fmt.Errorf("bus: publish %s: %w", msgs[i].Subject, ctx.Err())
+		}
+	}
+	return errs
+}
+
+// publishTimeout bounds one batch's wait for NATS.
+const publishTimeout = 5 * time.Second
