@@ -31,6 +31,7 @@ import (
 type Committer struct {
 	bus     *Bus
 	subject string
+	stored  func(n int) // told the size of each group stored; may be nil
 	queue   chan *pending
 	wg      sync.WaitGroup
 }
@@ -54,9 +55,10 @@ const (
 // NewCommitter starts workers goroutines that each store one group at a
 // time on subject. One lets the next group fill for as long as the one
 // before takes to be stored; a second overlaps a group's round trip with
-// the next one's fsync. Stop it with Close.
-func NewCommitter(b *Bus, subject string, workers int) *Committer {
-	c := &Committer{bus: b, subject: subject, queue: make(chan *pending, 4096)}
+// the next one's fsync. stored, if not nil, is told the size of every
+// group NATS stored (for a metric). Stop it with Close.
+func NewCommitter(b *Bus, subject string, workers int, stored func(n int)) *Committer {
+	c := &Committer{bus: b, subject: subject, stored: stored, queue: make(chan *pending, 4096)}
 	for range max(workers, 1) {
 		c.wg.Add(1)
 		go c.run()
@@ -151,6 +153,9 @@ func (c *Committer) store(group []*pending) {
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	err := c.bus.publishMsg(ctx, msg, events.NewID())
 	cancel()
+	if err == nil && c.stored != nil {
+		c.stored(len(live))
+	}
 	for _, p := range live {
 		p.done <- err
 	}

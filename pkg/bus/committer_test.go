@@ -77,7 +77,7 @@ func publishAll(t *testing.T, c *bus.Committer, goroutines int, body func(g, i i
 // of one publisher keep their order.
 func TestCommitterGroupsConcurrentPublishes(t *testing.T) {
 	b, _ := newBus(t)
-	c := bus.NewCommitter(b, events.RegistrationConfirmed, 1)
+	c := bus.NewCommitter(b, events.RegistrationConfirmed, 1, nil)
 	defer c.Close()
 	const goroutines, each = 64, 30
 	publishAll(t, c, goroutines, func(g, i int) string { return fmt.Sprintf(`{"g":%d,"i":%d}`, g, i) }, each)
@@ -111,7 +111,7 @@ func TestCommitterGroupsConcurrentPublishes(t *testing.T) {
 // over it goes alone.
 func TestCommitterGroupBytes(t *testing.T) {
 	b, _ := newBus(t)
-	c := bus.NewCommitter(b, events.RegistrationConfirmed, 1)
+	c := bus.NewCommitter(b, events.RegistrationConfirmed, 1, nil)
 	defer c.Close()
 	pad := strings.Repeat("x", bus.MaxGroupBytes/5)
 	publishAll(t, c, 20, func(g, i int) string { return fmt.Sprintf(`{"g":%d,"pad":%q}`, g, pad) }, 1)
@@ -147,7 +147,7 @@ func TestSplitGroupPlainMessage(t *testing.T) {
 // Committer keeps working once NATS is back.
 func TestCommitterDuringOutage(t *testing.T) {
 	b, n := newBus(t)
-	c := bus.NewCommitter(b, events.RegistrationConfirmed, 1)
+	c := bus.NewCommitter(b, events.RegistrationConfirmed, 1, nil)
 	defer c.Close()
 	ctx := context.Background()
 	n.Stop()

@@ -30,3 +30,15 @@ func newDeciderMetrics(reg prometheus.Registerer) *deciderMetrics {
 	reg.MustRegister(m.batchSize, m.batchSeconds, m.decided)
 	return m
 }
+
+// newGroupSizes is the histogram of the request groups the committer
+// stored: how many requests shared each message (and its fsync).
+func newGroupSizes(reg prometheus.Registerer) prometheus.Histogram {
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "registration_request_group_size",
+		Help:    "Requests stored together as one message on REGISTRATION_REQUESTS (one when alone; requests with an Idempotency-Key are not counted).",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 11),
+	})
+	reg.MustRegister(h)
+	return h
+}
