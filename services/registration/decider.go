@@ -186,9 +186,9 @@ func (d *decider) heartbeat(batch []jetstream.Msg) (stop func()) {
 	return func() { close(done) }
 }
 
-// item is one request to decide, at its position (seq).
+// item is one request to decide, at its position.
 type item struct {
-	seq int64
+	pos int64
 	req request
 }
 
@@ -275,8 +275,8 @@ func (d *decider) items(seq uint64, h nats.Header, data []byte, after int64) []i
 	}
 	its := make([]item, 0, len(bodies))
 	for i, body := range bodies {
-		it := item{seq: position(seq, i)}
-		if it.seq <= after {
+		it := item{pos: position(seq, i)}
+		if it.pos <= after {
 			continue
 		}
 		if err := json.Unmarshal(body, &it.req); err != nil {
@@ -311,12 +311,12 @@ func (d *decider) decideAll(ctx context.Context, todo []item) ([]*journalEntry, 
 		if err != nil {
 			return nil, err
 		}
-		e := &journalEntry{Seq: it.seq, RequestID: it.req.ID, EventID: it.req.EventID, Reply: it.req.Reply, At: time.Now().UTC()}
+		e := &journalEntry{Seq: it.pos, RequestID: it.req.ID, EventID: it.req.EventID, Reply: it.req.Reply, At: time.Now().UTC()}
 		var res result
 		if st == nil {
 			res.reply = reply{Status: "not_found", Detail: "no such event"}
 		} else {
-			res = st.decide(&it.req, uint64(it.seq), time.Now())
+			res = st.decide(&it.req, uint64(it.pos), time.Now())
 		}
 		if err := d.r.journalize(e, &it.req, st, res); err != nil {
 			return nil, err

@@ -131,7 +131,7 @@ func requestsInStream(t *testing.T, js jetstream.JetStream) []request {
 				t.Fatalf("request %s: %v", body, err)
 			}
 			want := events.RequestSubject(req.EventID, req.Kind)
-			if len(bodies) > 1 || msg.Headers().Get(bus.HeaderGroup) != "" {
+			if msg.Headers().Get(bus.HeaderGroup) != "" {
 				want = events.RequestGroupSubject
 			}
 			if msg.Subject() != want {
