@@ -111,10 +111,12 @@ func (b *Bus) EnsureStreams(ctx context.Context, replicas int, names ...string) 
 	return nil
 }
 
-// ensureStream creates or updates a stream. A stream whose retention
-// policy changed (MAIL was a work queue) cannot be updated in place: it is
-// recreated when it holds no message, and otherwise left as it is, with a
-// warning, until it has drained.
+// ensureStream creates or updates a stream. NATS cannot change a stream's
+// retention policy (MAIL was a work queue) or persist mode (MAIL_SENT
+// fsynced every record) in place: such a stream is recreated when it holds
+// no message. Otherwise it keeps its old retention, and is left as it is,
+// or its old persist mode, with the rest of its configuration updated,
+// with a warning, until it is empty.
 func (b *Bus) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) error {
 	s, err := b.JS.Stream(ctx, cfg.Name)
 	if err == nil {
@@ -122,16 +124,24 @@ func (b *Bus) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) erro
 		if err != nil {
 			return err
 		}
-		if info.Config.Retention != cfg.Retention {
+		have := info.Config
+		if have.Retention != cfg.Retention || have.PersistMode != cfg.PersistMode {
 			if info.State.Msgs > 0 {
-				b.log.Warn("stream keeps its old retention policy until it is empty",
-					"stream", cfg.Name, "messages", info.State.Msgs, "have", info.Config.Retention, "want", cfg.Retention)
-				return nil
+				b.log.Warn("stream keeps its retention policy and persist mode until it is empty",
+					"stream", cfg.Name, "messages", info.State.Msgs,
+					"have", have.Retention.String()+", "+have.PersistMode.String(),
+					"want", cfg.Retention.String()+", "+cfg.PersistMode.String())
+				if have.Retention != cfg.Retention {
+					return nil
+				}
+				cfg.PersistMode = have.PersistMode
+			} else {
+				if err := b.JS.DeleteStream(ctx, cfg.Name); err != nil {
+					return err
+				}
+				b.log.Info("stream recreated with a new retention policy or persist mode", "stream", cfg.Name,
+					"retention", cfg.Retention.String(), "persist_mode", cfg.PersistMode.String())
 			}
-			if err := b.JS.DeleteStream(ctx, cfg.Name); err != nil {
-				return err
-			}
-			b.log.Info("stream recreated with a new retention policy", "stream", cfg.Name, "retention", cfg.Retention)
 		}
 	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return err

@@ -92,7 +92,7 @@ func TestEnsureStreamsIsIdempotent(t *testing.T) {
 	b, _ := newBus(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	all := []string{events.StreamRegistration, events.StreamAgenda, events.StreamMail, events.StreamMailStatus, events.StreamDLQ}
+	all := []string{events.StreamRegistration, events.StreamAgenda, events.StreamMail, events.StreamMailStatus, events.StreamDLQ, events.StreamMailSent}
 	for i := range 2 {
 		if err := b.EnsureStreams(ctx, 1, all...); err != nil {
 			t.Fatalf("EnsureStreams, call %d: %v", i+1, err)
@@ -111,6 +111,63 @@ func TestEnsureStreamsIsIdempotent(t *testing.T) {
 	}
 	if err := b.EnsureStreams(ctx, 1, "NOPE"); err == nil || !strings.Contains(err.Error(), "NOPE") {
 		t.Errorf("EnsureStreams(NOPE) = %v, want an error naming it", err)
+	}
+}
+
+// NATS refuses to change a stream's persist mode in place. A sent ledger
+// made before it was persisted asynchronously keeps its records, and its
+// fsyncs, with the rest of its configuration updated; an empty one is
+// recreated.
+func TestEnsureStreamsKeepsARecordedLedgersPersistMode(t *testing.T) {
+	b, _ := newBus(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	want := events.Streams(1)[events.StreamMailSent]
+	if want.PersistMode != jetstream.AsyncPersistMode {
+		t.Fatalf("MAIL_SENT's persist mode is %v: this test is about moving it to async", want.PersistMode)
+	}
+	old := want
+	old.PersistMode = jetstream.DefaultPersistMode
+	old.MaxAge = time.Hour
+	create := func() {
+		t.Helper()
+		_ = b.JS.DeleteStream(ctx, old.Name)
+		if _, err := b.JS.CreateStream(ctx, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	config := func() (jetstream.StreamConfig, uint64) {
+		t.Helper()
+		s, err := b.JS.Stream(ctx, old.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.Config, info.State.Msgs
+	}
+
+	create()
+	if _, err := b.JS.Publish(ctx, "mail-sent.v1.sent", []byte(`{"sent":[]}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.EnsureStreams(ctx, 1, old.Name); err != nil {
+		t.Fatalf("EnsureStreams over a ledger with records: %v", err)
+	}
+	got, msgs := config()
+	if got.PersistMode != jetstream.DefaultPersistMode || msgs != 1 || got.MaxAge != want.MaxAge {
+		t.Errorf("a ledger with records: persist mode %v, %d records, MaxAge %v; want it kept, 1, %v",
+			got.PersistMode, msgs, got.MaxAge, want.MaxAge)
+	}
+
+	create()
+	if err := b.EnsureStreams(ctx, 1, old.Name); err != nil {
+		t.Fatalf("EnsureStreams over an empty ledger: %v", err)
+	}
+	if got, _ := config(); got.PersistMode != jetstream.AsyncPersistMode || got.MaxAge != want.MaxAge {
+		t.Errorf("an empty ledger: persist mode %v, MaxAge %v; want recreated as %v, %v", got.PersistMode, got.MaxAge, want.PersistMode, want.MaxAge)
 	}
 }
 

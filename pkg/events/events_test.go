@@ -182,6 +182,15 @@ func TestStreams(t *testing.T) {
 			if cfg.MaxAge != wantAge {
 				t.Errorf("MaxAge = %v, want %v", cfg.MaxAge, wantAge)
 			}
+			// Only the sent ledger skips the fsync per write, and only on a
+			// single server (async persistence is refused on replicas).
+			wantPersist := jetstream.DefaultPersistMode
+			if name == events.StreamMailSent {
+				wantPersist = jetstream.AsyncPersistMode
+			}
+			if cfg.PersistMode != wantPersist {
+				t.Errorf("PersistMode = %v, want %v", cfg.PersistMode, wantPersist)
+			}
 			atomic := name == events.StreamRegistration || name == events.StreamMail || name == events.StreamMailStatus
 			if cfg.AllowAtomicPublish != atomic {
 				t.Errorf("AllowAtomicPublish = %v, want %v", cfg.AllowAtomicPublish, atomic)
@@ -195,6 +204,9 @@ func TestStreamsReplicas(t *testing.T) {
 		for name, cfg := range events.Streams(tc.in) {
 			if cfg.Replicas != tc.want {
 				t.Errorf("Streams(%d)[%s].Replicas = %d, want %d", tc.in, name, cfg.Replicas, tc.want)
+			}
+			if cfg.Replicas > 1 && cfg.PersistMode != jetstream.DefaultPersistMode {
+				t.Errorf("Streams(%d)[%s].PersistMode = %v: NATS refuses async persistence on replicated streams", tc.in, name, cfg.PersistMode)
 			}
 		}
 	}

@@ -130,6 +130,18 @@ func Streams(replicas int) map[string]jetstream.StreamConfig {
 	// keeps the jobs, so a record outlives every redelivery of its job.
 	sent := limits(StreamMailSent, "mail-sent.v1.>", "the mailer's sent ledger: the emails sent, a group per message")
 	sent.MaxAge = MailRetention + 24*time.Hour
+	if replicas == 1 {
+		// The one stream not fsynced on every write (JetStream's async
+		// persist mode; not allowed on replicated streams, which the
+		// replicas make durable): losing a record can only make the mailer
+		// send an email twice, never lose one, and the record's fsync was
+		// the mailer's limit (each connection waits for the record of its
+		// last email before the next "."). A crash of the mailer leaves
+		// every acknowledged record with NATS, so its duplicates stay at
+		// most one per connection; see docs/architecture.md for what a
+		// crash of NATS itself or of its host can add.
+		sent.PersistMode = jetstream.AsyncPersistMode
+	}
 	return map[string]jetstream.StreamConfig{
 		StreamRegistration: registration,
 		StreamRequests:     requests,
