@@ -32,8 +32,10 @@ import (
 // the window at one email per connection the mailer sends at most N emails
 // per ledger write, so the write's latency caps the drain: FerretDB's
 // InsertMany (2–5 ms under load) held the mailer to about a third of bare
-// go-mail over the same connections. A JetStream publish is one fsync
-// (about a millisecond here). It is one message per group, not one per
+// go-mail over the same connections. A JetStream publish is cheaper, and
+// on a single server MAIL_SENT is not even fsynced per write (async
+// persist mode, events.Streams: a lost record can only duplicate an email;
+// docs/architecture.md says when). It is one message per group, not one per
 // email found by its subject: JetStream fsyncs every stored message, and an
 // atomic batch of a few messages on a single server costs several times one
 // publish (nats-server stages it in a file store of its own), which made a
