@@ -195,29 +195,40 @@ func (s *scheduler) record(l letter, p participant, key string, atts []attachmen
 
 // fanOut renders and queues an email for each confirmed participant that
 // build makes one for, a chunk at a time, and returns how many were
-// queued (or claimed before). An email that can never be sent (no usable
-// address, a template that fails) is logged and left out; any other error
-// is returned once every chunk was tried, so the work is tried again and
-// the claims keep what was queued from going out twice.
+// queued (or claimed before). A chunk is queued (stored and published,
+// mostly waiting for FerretDB and NATS) while the next one is rendered
+// (CPU). An email that can never be sent (no usable address, a template
+// that fails) is logged and left out; any other error is returned once
+// every chunk was tried, so the work is tried again and the claims keep
+// what was queued from going out twice.
 func (s *scheduler) fanOut(ctx context.Context, log *slog.Logger, people []participant,
 	build func(p participant) (emailRecord, bool, error)) (int, error) {
-	var queued int
-	var errs []error
-	var recipients []string
-	var recs []emailRecord
-	flush := func() {
-		for i, err := range s.n.queue(ctx, recs) {
-			switch {
-			case err == nil:
-				queued++
-			case bus.IsPermanent(err):
-				log.Error("email left out", "registration_id", recs[i].RegistrationID, "job_id", recs[i].ID, "err", err)
-			default:
-				errs = append(errs, err)
+	type queued struct {
+		n    int
+		errs []error
+	}
+	chunks := make(chan []emailRecord, 1)
+	done := make(chan queued, 1)
+	go func() {
+		var q queued
+		for recs := range chunks {
+			for i, err := range s.n.queue(ctx, recs) {
+				switch {
+				case err == nil:
+					q.n++
+				case bus.IsPermanent(err):
+					log.Error("email left out", "registration_id", recs[i].RegistrationID, "job_id", recs[i].ID, "err", err)
+				default:
+					q.errs = append(q.errs, err)
+				}
 			}
 		}
-		recs = recs[:0]
-	}
+		done <- q
+	}()
+
+	var errs []error
+	var recipients []string
+	recs := make([]emailRecord, 0, fanOutChunk)
 	for _, p := range people {
 		if p.Status != events.StatusConfirmed {
 			continue
@@ -236,19 +247,23 @@ func (s *scheduler) fanOut(ctx context.Context, log *slog.Logger, people []parti
 		recs = append(recs, rec)
 		recipients = append(recipients, p.RegistrationID)
 		if len(recs) == fanOutChunk {
-			flush()
+			chunks <- recs
+			recs = make([]emailRecord, 0, fanOutChunk)
 		}
 	}
 	if len(recs) > 0 {
-		flush()
+		chunks <- recs
 	}
+	close(chunks)
+	q := <-done
+	errs = append(errs, q.errs...)
 	if err := s.forgetErased(ctx, recipients); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
-		return queued, fmt.Errorf("%d of the emails: %w", len(errs), errs[0])
+		return q.n, fmt.Errorf("%d of the emails: %w", len(errs), errs[0])
 	}
-	return queued, nil
+	return q.n, nil
 }
 
 // forgetErased erases again the registrations among regIDs that were
