@@ -8,26 +8,32 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plenaryhq/plenary/pkg/events"
 	"github.com/plenaryhq/plenary/pkg/testkit"
 )
 
-// strictServer speaks just enough SMTP to take one message, and refuses,
-// as Mailpit does, a MAIL FROM or RCPT TO whose path is not in angle
-// brackets (RFC 5321 §4.1.2).
+// strictServer speaks just enough SMTP to take messages, and refuses, as
+// Mailpit does, a MAIL FROM or RCPT TO whose path is not in angle brackets
+// (RFC 5321 §4.1.2). It refuses the recipient <refused@…> (550) and DATA
+// without a recipient (554), as Postfix does. With pipelining it offers
+// PIPELINING (RFC 2920) and counts the MAIL commands that came with their
+// RCPT and DATA already behind them.
 type strictServer struct {
-	ln       net.Listener
-	mu       sync.Mutex
-	commands []string
-	accepted int
+	ln         net.Listener
+	pipelining bool
+	mu         sync.Mutex
+	commands   []string
+	accepted   int
+	pipelined  int
 }
 
-func startStrictServer(t *testing.T) *strictServer {
+func startStrictServer(t *testing.T, pipelining bool) *strictServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &strictServer{ln: ln}
+	s := &strictServer{ln: ln, pipelining: pipelining}
 	t.Cleanup(func() { _ = ln.Close() })
 	go func() {
 		for {
@@ -46,25 +52,45 @@ func (s *strictServer) serve(c net.Conn) {
 	r, w := bufio.NewReader(c), bufio.NewWriter(c)
 	reply := func(line string) { _, _ = w.WriteString(line + "\r\n"); _ = w.Flush() }
 	reply("220 strict ESMTP")
+	recipients := 0
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil {
 			return
 		}
 		line = strings.TrimRight(line, "\r\n")
+		upper := strings.ToUpper(line)
 		s.mu.Lock()
 		s.commands = append(s.commands, line)
+		if strings.HasPrefix(upper, "MAIL FROM:") && r.Buffered() > 0 {
+			s.pipelined++
+		}
 		s.mu.Unlock()
 		verb := strings.ToUpper(strings.SplitN(line, " ", 2)[0])
 		switch {
+		case verb == "EHLO" && s.pipelining:
+			reply("250-strict")
+			reply("250 PIPELINING")
 		case verb == "EHLO" || verb == "HELO":
 			reply("250 strict")
-		case strings.HasPrefix(strings.ToUpper(line), "MAIL FROM:"), strings.HasPrefix(strings.ToUpper(line), "RCPT TO:"):
+		case strings.HasPrefix(upper, "MAIL FROM:"), strings.HasPrefix(upper, "RCPT TO:"):
 			if path := line[strings.Index(line, ":")+1:]; !strings.HasPrefix(path, "<") || !strings.Contains(path, ">") {
 				reply("501 5.5.4 Syntax error in parameters or arguments")
 				continue
 			}
+			if strings.HasPrefix(upper, "MAIL FROM:") {
+				recipients = 0
+				reply("250 OK")
+				continue
+			}
+			if strings.HasPrefix(upper, "RCPT TO:<REFUSED@") {
+				reply("550 5.1.1 no such user")
+				continue
+			}
+			recipients++
 			reply("250 OK")
+		case verb == "DATA" && recipients == 0:
+			reply("554 5.5.1 no valid recipients")
 		case verb == "DATA":
 			reply("354 go ahead")
 			for {
@@ -95,19 +121,67 @@ func (s *strictServer) count() (int, []string) {
 	return s.accepted, append([]string(nil), s.commands...)
 }
 
+func (s *strictServer) pipelinedCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pipelined
+}
+
 // TestPathsInAngleBrackets: the mailer's envelope paths are in angle
-// brackets, so a strict server takes the email.
+// brackets, so a strict server takes the email, pipelined or not.
 func TestPathsInAngleBrackets(t *testing.T) {
-	h := newHarness(t)
-	strict := startStrictServer(t)
-	h.cfg.SMTP.Addr = strict.ln.Addr().String()
-	stop := h.start()
-	defer stop()
-	h.publish(testJob(1))
-	testkit.Eventually(t, 10*time.Second, func() error {
-		if n, commands := strict.count(); n != 1 {
-			return testkit.Errorf("%d emails taken; commands %q", n, commands)
-		}
-		return nil
-	})
+	for _, pipelining := range []bool{false, true} {
+		t.Run(map[bool]string{false: "one command at a time", true: "pipelined"}[pipelining], func(t *testing.T) {
+			h := newHarness(t)
+			strict := startStrictServer(t, pipelining)
+			h.cfg.SMTP.Addr = strict.ln.Addr().String()
+			stop := h.start()
+			defer stop()
+			h.publish(testJob(1))
+			testkit.Eventually(t, 10*time.Second, func() error {
+				if n, commands := strict.count(); n != 1 {
+					return testkit.Errorf("%d emails taken; commands %q", n, commands)
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// TestPipeliningWhereOffered: a server offering PIPELINING gets MAIL, RCPT
+// and DATA in one write (one round trip instead of three); one that does
+// not gets them one at a time. A recipient refused in a pipelined
+// transaction fails at once (5xx) and leaves the connection usable.
+func TestPipeliningWhereOffered(t *testing.T) {
+	for _, pipelining := range []bool{false, true} {
+		t.Run(map[bool]string{false: "not offered", true: "offered"}[pipelining], func(t *testing.T) {
+			h := newHarness(t)
+			h.cfg.Workers = 1
+			strict := startStrictServer(t, pipelining)
+			h.cfg.SMTP.Addr = strict.ln.Addr().String()
+			stop := h.start()
+			defer stop()
+			refused := testJob(2)
+			refused.To = "refused@example.org"
+			ids := h.publish(testJob(1), refused, testJob(3))
+
+			h.waitStatus(ids[0], events.MailSent)
+			h.waitStatus(ids[1], events.MailFailed)
+			h.waitStatus(ids[2], events.MailSent)
+			n, commands := strict.count()
+			if n != 2 {
+				t.Errorf("%d emails taken, want 2; commands %q", n, commands)
+			}
+			want := 0
+			if pipelining {
+				want = 3
+			}
+			if got := strict.pipelinedCount(); got != want {
+				t.Errorf("%d MAIL commands came with their RCPT and DATA, want %d; commands %q", got, want, commands)
+			}
+			if a := h.statuses()[ids[1]]; len(a) != 1 {
+				t.Errorf("the refused recipient's statuses %v, want one failed (no retry)", a)
+			}
+		})
+	}
 }
