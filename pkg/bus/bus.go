@@ -114,9 +114,9 @@ func (b *Bus) EnsureStreams(ctx context.Context, replicas int, names ...string) 
 // ensureStream creates or updates a stream. NATS cannot change a stream's
 // retention policy (MAIL was a work queue) or persist mode (MAIL_SENT
 // fsynced every record) in place: such a stream is recreated when it holds
-// no message. Otherwise it keeps its old retention, and is left as it is,
-// or its old persist mode, with the rest of its configuration updated,
-// with a warning, until it is empty.
+// no message. One that holds messages is left as it is when its retention
+// differs, and keeps its persist mode while the rest of its configuration
+// is updated when only that differs, with a warning either way.
 func (b *Bus) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) error {
 	s, err := b.JS.Stream(ctx, cfg.Name)
 	if err == nil {

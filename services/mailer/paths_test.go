@@ -185,3 +185,32 @@ func TestPipeliningWhereOffered(t *testing.T) {
 		})
 	}
 }
+
+// TestRecipientWithALineBreakIsRefused: a recipient carrying CR or LF
+// would end the RCPT command early and smuggle in a command of its own
+// (the pipelined path writes it as it is); the job fails at once, and the
+// connection goes on with the next. go-mail's compose refuses such an
+// address too; pool.send checks before either.
+func TestRecipientWithALineBreakIsRefused(t *testing.T) {
+	h := newHarness(t)
+	h.cfg.Workers = 1
+	strict := startStrictServer(t, true)
+	h.cfg.SMTP.Addr = strict.ln.Addr().String()
+	stop := h.start()
+	defer stop()
+	bad := testJob(1)
+	bad.To = "p1@example.org>\r\nRCPT TO:<smuggled@example.org"
+	ids := h.publish(bad, testJob(2))
+
+	h.waitStatus(ids[0], events.MailFailed)
+	h.waitStatus(ids[1], events.MailSent)
+	n, commands := strict.count()
+	for _, c := range commands {
+		if strings.Contains(c, "smuggled") {
+			t.Errorf("the server got %q", c)
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d emails taken, want 1; commands %q", n, commands)
+	}
+}

@@ -172,6 +172,12 @@ func (p *pool) work(ctx context.Context) {
 // send delivers t over c (dialling first when c is nil) and returns the
 // connection to use next, nil when it was lost.
 func (p *pool) send(ctx context.Context, c *smtp.Client, t *task) *smtp.Client {
+	if strings.ContainsAny(t.job.To, "\r\n") {
+		// It would end the command early (both paths of open write it
+		// into one).
+		t.done <- outcome{index: t.index, err: bus.Permanent(errors.New("smtp: a recipient must not contain CR or LF"))}
+		return c
+	}
 	msg, err := compose(p.from, t.job)
 	if err != nil {
 		t.done <- outcome{index: t.index, err: err}
@@ -301,9 +307,6 @@ func (p *pool) open(c *smtp.Client, to string) (io.WriteCloser, error) {
 			return nil, err
 		}
 		return c.Data()
-	}
-	if strings.ContainsAny(to, "\r\n") {
-		return nil, bus.Permanent(errors.New("smtp: a recipient must not contain CR or LF"))
 	}
 	mail := "MAIL FROM:" + p.envelopeFrom
 	// The parameters go-mail's Client.Mail adds (this client sets no DSN).
