@@ -64,11 +64,69 @@ type Index struct {
 }
 
 // EnsureIndexes creates the indexes; creating an existing one is a no-op.
+//
+// On FerretDB 1.x it keeps only the unique ones, which fence, and drops a
+// secondary one an earlier version created there: FerretDB 1.x serves no
+// query from a secondary index (every query scans, NOTES.md), while every
+// insert pays to keep each one (a JSON extraction and a B-tree insert: an
+// InsertMany of email records with four took 12–25 % longer). On MongoDB
+// they serve the organisers' queries.
 func EnsureIndexes(ctx context.Context, db *mongo.Database, indexes ...Index) error {
+	scans, err := scansAnyway(ctx, db)
+	if err != nil {
+		return err
+	}
 	for _, ix := range indexes {
+		coll := db.Collection(ix.Collection)
+		if scans && !ix.Unique {
+			if err := dropIndex(ctx, coll, indexName(ix.Keys)); err != nil {
+				return fmt.Errorf("store: drop the index %s on %s: %w", indexName(ix.Keys), ix.Collection, err)
+			}
+			continue
+		}
 		model := mongo.IndexModel{Keys: ix.Keys, Options: options.Index().SetUnique(ix.Unique)}
-		if _, err := db.Collection(ix.Collection).Indexes().CreateOne(ctx, model); err != nil {
+		if _, err := coll.Indexes().CreateOne(ctx, model); err != nil {
 			return fmt.Errorf("store: index on %s: %w", ix.Collection, err)
+		}
+	}
+	return nil
+}
+
+// scansAnyway reports whether db is FerretDB 1.x, which uses no secondary
+// index for a query. FerretDB tells its version in buildInfo (MongoDB has
+// no such field); built into a program, as `make run` does, 1.24 calls it
+// "unknown". FerretDB 2 (on DocumentDB) uses indexes.
+func scansAnyway(ctx context.Context, db *mongo.Database) (bool, error) {
+	var info bson.M
+	if err := db.RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err != nil {
+		return false, fmt.Errorf("store: buildInfo: %w", err)
+	}
+	v, ferret := info["ferretdbVersion"].(string)
+	return ferret && (strings.HasPrefix(v, "v1.") || v == "unknown"), nil
+}
+
+// indexName is the name the driver gives an index on keys ("event_id_1").
+func indexName(keys bson.D) string {
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s_%v", k.Key, k.Value)
+	}
+	return strings.Join(parts, "_")
+}
+
+// dropIndex drops the index called name if coll has one.
+func dropIndex(ctx context.Context, coll *mongo.Collection, name string) error {
+	specs, err := coll.Indexes().ListSpecifications(ctx)
+	var cmdErr mongo.CommandError
+	if errors.As(err, &cmdErr) && cmdErr.Code == 26 { // NamespaceNotFound: no collection yet
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, spec := range specs {
+		if spec.Name == name {
+			return coll.Indexes().DropOne(ctx, name)
 		}
 	}
 	return nil

@@ -52,6 +52,58 @@ func TestPing(t *testing.T) {
 	}
 }
 
+// On FerretDB 1.x, which answers every query by a scan, a secondary index
+// is only a cost on each insert: EnsureIndexes keeps the unique ones and
+// drops a secondary one left by an earlier version. On MongoDB it creates
+// both.
+func TestEnsureIndexesSecondaryOnlyWhereQueriesUseThem(t *testing.T) {
+	db := testkit.Mongo(t)
+	ctx := ctxT(t)
+	var info bson.M
+	if err := db.RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err != nil {
+		t.Fatal(err)
+	}
+	v, ferret := info["ferretdbVersion"].(string)
+	scans := ferret && !strings.HasPrefix(v, "v2.")
+	coll := db.Collection("emails")
+	// As an earlier version created it.
+	if _, err := coll.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "event_id", Value: 1}, {Key: "created_at", Value: -1}}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := store.EnsureIndexes(ctx, db,
+			store.Index{Collection: "emails", Keys: bson.D{{Key: "event_id", Value: 1}, {Key: "created_at", Value: -1}}},
+			store.Index{Collection: "emails", Keys: bson.D{{Key: "key", Value: 1}}, Unique: true},
+			store.Index{Collection: "statuses", Keys: bson.D{{Key: "job_id", Value: 1}}}, // no collection yet
+		); err != nil {
+			t.Fatalf("EnsureIndexes, call %d: %v", i+1, err)
+		}
+	}
+	names := func(coll string) map[string]bool {
+		t.Helper()
+		specs, err := db.Collection(coll).Indexes().ListSpecifications(ctx)
+		var cmdErr mongo.CommandError
+		if errors.As(err, &cmdErr) && cmdErr.Code == 26 { // no such collection: no index
+			return map[string]bool{}
+		}
+		if err != nil {
+			t.Fatalf("indexes of %s: %v", coll, err)
+		}
+		out := map[string]bool{}
+		for _, s := range specs {
+			out[s.Name] = true
+		}
+		return out
+	}
+	emails, statuses := names("emails"), names("statuses")
+	if !emails["key_1"] {
+		t.Errorf("emails' indexes %v lack the unique key_1", emails)
+	}
+	if emails["event_id_1_created_at_-1"] == scans || statuses["job_id_1"] == scans {
+		t.Errorf("FerretDB 1.x: %v; emails' indexes %v, statuses' %v: want the secondary ones only where queries use them", scans, emails, statuses)
+	}
+}
+
 func TestEnsureIndexesUnique(t *testing.T) {
 	db := testkit.Mongo(t)
 	ctx := ctxT(t)
