@@ -173,8 +173,8 @@ func (p *pool) work(ctx context.Context) {
 // connection to use next, nil when it was lost.
 func (p *pool) send(ctx context.Context, c *smtp.Client, t *task) *smtp.Client {
 	if strings.ContainsAny(t.job.To, "\r\n") {
-		// It would end the command early (both paths of open write it
-		// into one).
+		// A line break would end RCPT TO early and start a command of
+		// its own (the pipelined path writes the address as it is).
 		t.done <- outcome{index: t.index, err: bus.Permanent(errors.New("smtp: a recipient must not contain CR or LF"))}
 		return c
 	}
