@@ -121,6 +121,18 @@ func (s *strictServer) count() (int, []string) {
 	return s.accepted, append([]string(nil), s.commands...)
 }
 
+// startWithStrictServer runs the mailer with one connection to a strict
+// server (stopped when the test ends).
+func startWithStrictServer(t *testing.T, pipelining bool) (*harness, *strictServer) {
+	t.Helper()
+	h := newHarness(t)
+	h.cfg.Workers = 1
+	strict := startStrictServer(t, pipelining)
+	h.cfg.SMTP.Addr = strict.ln.Addr().String()
+	h.start()
+	return h, strict
+}
+
 func (s *strictServer) pipelinedCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -132,11 +144,7 @@ func (s *strictServer) pipelinedCount() int {
 func TestPathsInAngleBrackets(t *testing.T) {
 	for _, pipelining := range []bool{false, true} {
 		t.Run(map[bool]string{false: "one command at a time", true: "pipelined"}[pipelining], func(t *testing.T) {
-			h := newHarness(t)
-			strict := startStrictServer(t, pipelining)
-			h.cfg.SMTP.Addr = strict.ln.Addr().String()
-			stop := h.start()
-			defer stop()
+			h, strict := startWithStrictServer(t, pipelining)
 			h.publish(testJob(1))
 			testkit.Eventually(t, 10*time.Second, func() error {
 				if n, commands := strict.count(); n != 1 {
@@ -155,12 +163,7 @@ func TestPathsInAngleBrackets(t *testing.T) {
 func TestPipeliningWhereOffered(t *testing.T) {
 	for _, pipelining := range []bool{false, true} {
 		t.Run(map[bool]string{false: "not offered", true: "offered"}[pipelining], func(t *testing.T) {
-			h := newHarness(t)
-			h.cfg.Workers = 1
-			strict := startStrictServer(t, pipelining)
-			h.cfg.SMTP.Addr = strict.ln.Addr().String()
-			stop := h.start()
-			defer stop()
+			h, strict := startWithStrictServer(t, pipelining)
 			refused := testJob(2)
 			refused.To = "refused@example.org"
 			ids := h.publish(testJob(1), refused, testJob(3))
@@ -192,12 +195,7 @@ func TestPipeliningWhereOffered(t *testing.T) {
 // connection goes on with the next. go-mail's compose refuses such an
 // address too; pool.send checks before either.
 func TestRecipientWithALineBreakIsRefused(t *testing.T) {
-	h := newHarness(t)
-	h.cfg.Workers = 1
-	strict := startStrictServer(t, true)
-	h.cfg.SMTP.Addr = strict.ln.Addr().String()
-	stop := h.start()
-	defer stop()
+	h, strict := startWithStrictServer(t, true)
 	bad := testJob(1)
 	bad.To = "p1@example.org>\r\nRCPT TO:<smuggled@example.org"
 	ids := h.publish(bad, testJob(2))
