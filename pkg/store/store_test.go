@@ -64,7 +64,7 @@ func TestEnsureIndexesSecondaryOnlyWhereQueriesUseThem(t *testing.T) {
 		t.Fatal(err)
 	}
 	v, ferret := info["ferretdbVersion"].(string)
-	scans := ferret && !strings.HasPrefix(v, "v2.")
+	scans := ferret && (strings.HasPrefix(v, "v1.") || v == "unknown") // as store.EnsureIndexes tells FerretDB 1.x
 	coll := db.Collection("emails")
 	// As an earlier version created it.
 	if _, err := coll.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "event_id", Value: 1}, {Key: "created_at", Value: -1}}}); err != nil {
