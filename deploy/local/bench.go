@@ -26,6 +26,8 @@ var (
 		"write a CPU profile of the whole-system rush alone to this file")
 	benchCoreProfile = flag.String("bench-core-cpuprofile", "",
 		"write a CPU profile of the core-alone rush (notification paused) to this file")
+	benchCoreAllocs = flag.String("bench-core-allocprofile", "",
+		"write the allocations of the core-alone rush and open loop to this file, and of everything before them to FILE.base (go tool pprof -base)")
 	benchCoreOnly = flag.Bool("bench-core-only", false,
 		"run only the raw limits and the core alone (its rush and open loop), and print no table: for trying a change to the core quickly")
 )
@@ -202,6 +204,8 @@ func (b *bench) coreAlone(ctx context.Context, s *Stack, w *watcher, res systemR
 	if err := s.Stop(Notification); err != nil {
 		return res, fmt.Errorf("pause notification: %w", err)
 	}
+	stopAllocs := startPartAllocs(b, "core alone", *benchCoreAllocs)
+	defer stopAllocs()
 	stopProfile := startPartProfile(b, "core alone", *benchCoreProfile)
 	res.core = b.rush(ctx, s, w, "core", false)
 	stopProfile()

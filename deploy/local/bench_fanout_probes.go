@@ -106,6 +106,29 @@ func startPartProfile(b *bench, part, path string) func() {
 	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
+// startPartAllocs writes the heap profile's allocation counts at the start
+// of one part of the bench to path+".base" and at its end to path, if path
+// names a file, and returns what writes the second: `go tool pprof
+// -sample_index=alloc_space -base path.base path` shows what the part
+// allocated.
+func startPartAllocs(b *bench, part, path string) func() {
+	if path == "" {
+		return func() {}
+	}
+	write := func(name string) {
+		f, err := os.Create(name)
+		if err == nil {
+			err = pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}
+		if err != nil {
+			b.log.Warn("allocation profile not written", "part", part, "err", err)
+		}
+	}
+	write(path + ".base")
+	return func() { write(path) }
+}
+
 // readReplica times, afterwards, the query a notice starts with: every
 // version of every registration of the event in notification's replica
 // (participants.current). FerretDB on SQLite scans the collection and
