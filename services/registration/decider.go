@@ -350,8 +350,8 @@ func (d *decider) announce(ctx context.Context, entries []*journalEntry) error {
 		for _, m := range e.Messages {
 			msg := &nats.Msg{Subject: m.Subject, Data: m.Data, Header: nats.Header{}}
 			msg.Header.Set(jetstream.MsgIDHeader, m.ID)
-			if env, err := events.Parse(m.Data); err == nil && env.TraceParent != "" {
-				msg.Header.Set(events.TraceHeader, env.TraceParent)
+			if e.TraceParent != "" { // every message of the entry carries it (buildMessages)
+				msg.Header.Set(events.TraceHeader, e.TraceParent)
 			}
 			msgs = append(msgs, msg)
 		}

@@ -63,6 +63,10 @@ func collectOutcomes(t *testing.T, js jetstream.JetStream) *outcomes {
 		if err == nil {
 			err = env.Decode(&p)
 		}
+		// Consumers take the trace from the header first (bus.delivery).
+		if h := m.Headers().Get(events.TraceHeader); err == nil && h != env.TraceParent {
+			err = fmt.Errorf("traceparent header %q, envelope %q", h, env.TraceParent)
+		}
 		o.mu.Lock()
 		defer o.mu.Unlock()
 		if err != nil {
@@ -74,6 +78,13 @@ func collectOutcomes(t *testing.T, js jetstream.JetStream) *outcomes {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { // after cc.Stop: cleanups run last first
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		for _, b := range o.bad {
+			t.Errorf("outcome message: %s", b)
+		}
+	})
 	t.Cleanup(cc.Stop)
 	return o
 }
