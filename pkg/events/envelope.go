@@ -27,8 +27,12 @@ type Envelope struct {
 	DataContentType string    `json:"datacontenttype"`
 	// TraceParent is the CloudEvents distributed-tracing extension: the W3C
 	// trace context of the work that produced the event (see trace.go).
-	TraceParent string          `json:"traceparent,omitempty"`
-	Data        json.RawMessage `json:"data"`
+	TraceParent string `json:"traceparent,omitempty"`
+	// Data is the payload. Parse may leave it unset and keep the message
+	// instead: read it with Decode.
+	Data json.RawMessage `json:"data"`
+
+	body []byte // the message Parse read the attributes of, data unread
 }
 
 // NewID returns a new ULID: unique, and sortable by creation time.
@@ -63,6 +67,15 @@ func NewWithID(id, source, typ, subject string, data any) (Envelope, error) {
 
 // Marshal encodes the envelope as the message body.
 func (e Envelope) Marshal() ([]byte, error) {
+	if e.body != nil && e.Data == nil { // parsed: its data still in the message
+		var m struct {
+			Data json.RawMessage `json:"data"`
+		}
+		if err := json.Unmarshal(e.body, &m); err != nil {
+			return nil, fmt.Errorf("events: marshal %s %s: %w", e.Type, e.ID, err)
+		}
+		e.Data = m.Data
+	}
 	return marshal(e)
 }
 
@@ -82,7 +95,17 @@ func marshal(v any) ([]byte, error) {
 
 // Decode unmarshals the envelope's data into v.
 func (e Envelope) Decode(v any) error {
-	if err := json.Unmarshal(e.Data, v); err != nil {
+	var err error
+	if e.body != nil {
+		// One pass over the message for the data: the attributes are
+		// skipped, and the message is checked whole (Parse read its head).
+		err = json.Unmarshal(e.body, &struct {
+			Data any `json:"data"`
+		}{Data: v})
+	} else {
+		err = json.Unmarshal(e.Data, v)
+	}
+	if err != nil {
 		return fmt.Errorf("events: decode %s %s: %w", e.Type, e.ID, err)
 	}
 	return nil
@@ -90,13 +113,82 @@ func (e Envelope) Decode(v any) error {
 
 // Parse decodes a message body into an envelope and checks its required
 // attributes, so a handler can trust ID and Type.
+//
+// It reads the attributes before "data", which every envelope written by
+// Marshal has last, and leaves the data for Decode to read in the same
+// pass as its check of the whole message. Before, the data was scanned
+// four times (checked and copied here, checked and decoded by Decode): a
+// 16 KB mail job's decoding cost twice what it needs. Small messages,
+// where the data costs little, are read whole. A message with a
+// required attribute after its data, or no data, is read whole as before;
+// an optional one after the data (a trace, a time) is not read: Marshal
+// writes data last, and consumers take the trace from the header first.
 func Parse(body []byte) (Envelope, error) {
 	var e Envelope
-	if err := json.Unmarshal(body, &e); err != nil {
-		return Envelope{}, fmt.Errorf("events: not a CloudEvents envelope: %w", err)
+	ok := false
+	if len(body) >= headFirstFrom {
+		e, ok = parseHead(body)
+	}
+	if !ok {
+		e = Envelope{}
+		if err := json.Unmarshal(body, &e); err != nil {
+			return Envelope{}, fmt.Errorf("events: not a CloudEvents envelope: %w", err)
+		}
 	}
 	if e.SpecVersion != SpecVersion || e.ID == "" || e.Type == "" || e.Source == "" {
 		return Envelope{}, fmt.Errorf("events: envelope lacks specversion 1.0, id, type or source")
 	}
 	return e, nil
+}
+
+// headFirstFrom is the smallest message Parse reads the head of first:
+// json.Decoder's tokens cost more than they save on a small one (a 16 KB
+// mail job 380 → 200 µs, a 0.7 KB registration 29 → 36 µs, here).
+const headFirstFrom = 4 << 10
+
+// parseHead reads body's attributes up to its "data" member, keeping body
+// for Decode. It reports false when body is not an object, has no data, or
+// lacks a required attribute before it (those Parse reads whole); a
+// malformed value after "data" is left for Decode to find.
+func parseHead(body []byte) (Envelope, bool) {
+	var e Envelope
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return e, false
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		key, isKey := t.(string)
+		if err != nil || !isKey {
+			return e, false
+		}
+		var dst any
+		switch key {
+		case "data":
+			e.body = body
+			return e, e.SpecVersion != "" && e.ID != "" && e.Type != "" && e.Source != ""
+		case "specversion":
+			dst = &e.SpecVersion
+		case "id":
+			dst = &e.ID
+		case "source":
+			dst = &e.Source
+		case "type":
+			dst = &e.Type
+		case "time":
+			dst = &e.Time
+		case "subject":
+			dst = &e.Subject
+		case "datacontenttype":
+			dst = &e.DataContentType
+		case "traceparent":
+			dst = &e.TraceParent
+		default:
+			dst = new(json.RawMessage) // an extension: skipped
+		}
+		if err := dec.Decode(dst); err != nil {
+			return e, false
+		}
+	}
+	return e, false
 }

@@ -310,3 +310,102 @@ func TestEnvelopeKeepsHTMLAsIs(t *testing.T) {
 		t.Errorf("round trip: %q (%v), want %q", job.HTML, err, html)
 	}
 }
+
+// Parse reads the attributes before "data" and leaves the data to Decode
+// (one pass); other shapes are read whole. Either way the attributes and
+// the data come out the same.
+func TestParseWhereverTheDataIs(t *testing.T) {
+	const trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	attrs := `"specversion":"1.0","id":"01J","type":"t","source":"src","traceparent":"` + trace + `"`
+	html := "<p>" + strings.Repeat("x", 5<<10) + "</p>" // large enough to be read head first
+	data := `{"id":"j1","to":"a@example.org","html":"` + html + `"}`
+	bodies := map[string]string{
+		"data last":                 `{` + attrs + `,"data":` + data + `}`,
+		"data first":                `{"data":` + data + `,` + attrs + `}`,
+		"data between":              `{"specversion":"1.0","id":"01J","data":` + data + `,"type":"t","source":"src","traceparent":"` + trace + `"}`,
+		"spaces and an extension":   "{ \"ext\" : {\"a\":[1,2]} ,\n" + strings.ReplaceAll(attrs, ":", " : ") + " , \"data\" :\n" + data + " }\n",
+		"keys in other letter case": `{"SpecVersion":"1.0","ID":"01J","Type":"t","Source":"src","TraceParent":"` + trace + `","Data":` + data + `}`,
+	}
+	for name, body := range bodies {
+		t.Run(name, func(t *testing.T) {
+			env, err := events.Parse([]byte(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if env.SpecVersion != "1.0" || env.ID != "01J" || env.Type != "t" || env.Source != "src" || env.TraceParent != trace {
+				t.Errorf("attributes %+v", env)
+			}
+			var job events.MailJob
+			if err := env.Decode(&job); err != nil || job.ID != "j1" || job.To != "a@example.org" || job.HTML != html {
+				t.Errorf("Decode = %+v, %v", job, err)
+			}
+			// A parsed envelope marshals with its data (a republish).
+			again, err := env.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			env2, err := events.Parse(again)
+			var job2 events.MailJob
+			if err != nil || env2.Decode(&job2) != nil || !reflect.DeepEqual(job2, job) {
+				t.Errorf("Marshal(Parse(body)) = %s, want the same data", again)
+			}
+		})
+	}
+}
+
+// Data Parse did not read is still checked: Decode refuses a malformed
+// message as Parse did before.
+func TestDecodeRefusesWhatParseLeftUnread(t *testing.T) {
+	// An extension makes each message large enough to be read head first.
+	attrs := `"ext":"` + strings.Repeat("x", 5<<10) + `","specversion":"1.0","id":"01J","type":"t","source":"src"`
+	for name, body := range map[string]string{
+		"malformed data":   `{` + attrs + `,"data":{"id":}}`,
+		"unclosed":         `{` + attrs + `,"data":{"id":"j1"}`,
+		"trailing garbage": `{` + attrs + `,"data":{"id":"j1"}} x`,
+		"no data":          `{` + attrs + `}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			env, err := events.Parse([]byte(body))
+			if err != nil {
+				return // refused here: as good
+			}
+			var job events.MailJob
+			if err := env.Decode(&job); err == nil {
+				t.Fatalf("Parse and Decode(%s) = %+v, want an error", body, job)
+			}
+		})
+	}
+}
+
+// BenchmarkParseDecode reads a mail job the size of a real confirmation
+// (16 KB, mostly HTML) and a registration outcome as a consumer does.
+func BenchmarkParseDecode(b *testing.B) {
+	html := strings.Repeat(`<p>Dear participant, your place at <b>the roundtable</b> is confirmed.</p>`, 170)
+	job := events.MailJob{ID: "j1", To: "a@example.org", HTML: html, Text: html[:3000]}
+	reg := events.Registration{ID: "01JREG", EventID: "01JEVT", Status: events.StatusConfirmed, Mode: events.ModeOnline,
+		Name: "Ada Lovelace", Email: "ada@example.org", Locale: "en", ManageURL: "https://plenary.test/r/m", JoinURL: "https://plenary.test/r/j",
+		Event: events.Event{ID: "01JEVT", Slug: "roundtable", Title: "Roundtable", Locales: []string{"en", "fr"}}}
+	for name, data := range map[string]any{"mail job": job, "registration": reg} {
+		b.Run(name, func(b *testing.B) {
+			env, err := events.New("plenary/test", events.MailSend, "r1", data)
+			if err != nil {
+				b.Fatal(err)
+			}
+			body, err := env.Marshal()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				got, err := events.Parse(body)
+				if err != nil {
+					b.Fatal(err)
+				}
+				v := reflect.New(reflect.TypeOf(data)).Interface()
+				if err := got.Decode(v); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
