@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -97,6 +98,11 @@ func marshal(v any) ([]byte, error) {
 func (e Envelope) Decode(v any) error {
 	var err error
 	if e.body != nil {
+		if rv := reflect.ValueOf(v); rv.Kind() != reflect.Pointer || rv.IsNil() {
+			// As json.Unmarshal says of v itself; inside the wrapper below,
+			// a non-pointer would be replaced, not filled, and no error.
+			return &json.InvalidUnmarshalError{Type: reflect.TypeOf(v)}
+		}
 		// One pass over the message for the data: the attributes are
 		// skipped, and the message is checked whole (Parse read its head).
 		err = json.Unmarshal(e.body, &struct {

@@ -409,3 +409,28 @@ func BenchmarkParseDecode(b *testing.B) {
 		})
 	}
 }
+
+// Decode wants a pointer however the message was read.
+func TestDecodeWantsAPointer(t *testing.T) {
+	for _, size := range []int{10, 5 << 10} { // read whole; head first
+		env, err := events.New("src", events.MailSend, "", events.MailJob{ID: "j1", HTML: strings.Repeat("x", size)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := env.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := events.Parse(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var job events.MailJob
+		if err := got.Decode(job); err == nil {
+			t.Errorf("%d bytes: Decode(a struct, not a pointer) succeeded", len(body))
+		}
+		if err := got.Decode((*events.MailJob)(nil)); err == nil {
+			t.Errorf("%d bytes: Decode(nil pointer) succeeded", len(body))
+		}
+	}
+}
