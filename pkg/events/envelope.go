@@ -158,6 +158,11 @@ const headFirstFrom = 4 << 10
 // malformed value after "data" is left for Decode to find.
 func parseHead(body []byte) (Envelope, bool) {
 	var e Envelope
+	attrs := map[string]any{
+		"specversion": &e.SpecVersion, "id": &e.ID, "source": &e.Source, "type": &e.Type,
+		"time": &e.Time, "subject": &e.Subject, "datacontenttype": &e.DataContentType,
+		"traceparent": &e.TraceParent,
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
 		return e, false
@@ -168,28 +173,12 @@ func parseHead(body []byte) (Envelope, bool) {
 		if err != nil || !isKey {
 			return e, false
 		}
-		var dst any
-		switch key {
-		case "data":
+		if key == "data" {
 			e.body = body
 			return e, e.SpecVersion != "" && e.ID != "" && e.Type != "" && e.Source != ""
-		case "specversion":
-			dst = &e.SpecVersion
-		case "id":
-			dst = &e.ID
-		case "source":
-			dst = &e.Source
-		case "type":
-			dst = &e.Type
-		case "time":
-			dst = &e.Time
-		case "subject":
-			dst = &e.Subject
-		case "datacontenttype":
-			dst = &e.DataContentType
-		case "traceparent":
-			dst = &e.TraceParent
-		default:
+		}
+		dst, known := attrs[key]
+		if !known {
 			dst = new(json.RawMessage) // an extension: skipped
 		}
 		if err := dec.Decode(dst); err != nil {
