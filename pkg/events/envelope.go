@@ -120,15 +120,15 @@ func (e Envelope) Decode(v any) error {
 // Parse decodes a message body into an envelope and checks its required
 // attributes, so a handler can trust ID and Type.
 //
-// It reads the attributes before "data", which every envelope written by
-// Marshal has last, and leaves the data for Decode to read in the same
-// pass as its check of the whole message. Before, the data was scanned
-// four times (checked and copied here, checked and decoded by Decode): a
-// 16 KB mail job's decoding cost twice what it needs. Small messages,
-// where the data costs little, are read whole. A message with a
-// required attribute after its data, or no data, is read whole as before;
-// an optional one after the data (a trace, a time) is not read: Marshal
-// writes data last, and consumers take the trace from the header first.
+// From headFirstFrom bytes on, it reads the attributes before "data",
+// which every envelope written by Marshal has last, and leaves the data for
+// Decode to read in the same pass as its check of the whole message: read
+// here too, a mail job's data would be scanned four times (checked and
+// copied here, checked and decoded there) where two do. Smaller messages,
+// and any without its required attributes ahead of its data or without
+// data, are read whole. An optional attribute after the data (a trace, a
+// time) is then not read: Marshal writes data last, and consumers take the
+// trace from the header first.
 func Parse(body []byte) (Envelope, error) {
 	var e Envelope
 	ok := false
@@ -141,10 +141,15 @@ func Parse(body []byte) (Envelope, error) {
 			return Envelope{}, fmt.Errorf("events: not a CloudEvents envelope: %w", err)
 		}
 	}
-	if e.SpecVersion != SpecVersion || e.ID == "" || e.Type == "" || e.Source == "" {
+	if !e.complete() {
 		return Envelope{}, fmt.Errorf("events: envelope lacks specversion 1.0, id, type or source")
 	}
 	return e, nil
+}
+
+// complete reports whether e has the attributes every envelope must.
+func (e Envelope) complete() bool {
+	return e.SpecVersion == SpecVersion && e.ID != "" && e.Type != "" && e.Source != ""
 }
 
 // headFirstFrom is the smallest message Parse reads the head of first:
@@ -154,7 +159,7 @@ const headFirstFrom = 4 << 10
 
 // parseHead reads body's attributes up to its "data" member, keeping body
 // for Decode. It reports false when body is not an object, has no data, or
-// lacks a required attribute before it (those Parse reads whole); a
+// lacks a required one before it (those Parse reads whole, and refuses); a
 // malformed value after "data" is left for Decode to find.
 func parseHead(body []byte) (Envelope, bool) {
 	var e Envelope
@@ -175,7 +180,7 @@ func parseHead(body []byte) (Envelope, bool) {
 		}
 		if key == "data" {
 			e.body = body
-			return e, e.SpecVersion != "" && e.ID != "" && e.Type != "" && e.Source != ""
+			return e, e.complete()
 		}
 		dst, known := attrs[key]
 		if !known {

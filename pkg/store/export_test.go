@@ -1,0 +1,4 @@
+package store
+
+// ScansAnyway is scansAnyway, for the tests of package store_test.
+var ScansAnyway = scansAnyway
